@@ -1,0 +1,3 @@
+from prioomd.cli import main
+
+raise SystemExit(main())
