@@ -26,7 +26,7 @@ class Setting:
     """One effective value of the priority table and where it came from."""
 
     value: int | bool
-    source: str  # "default", "config:/etc/prioomd/prioomd.toml rule '/a/*'", "xattr trusted.prioomd.priority", ...
+    source: str  # "default", "xattr trusted.prioomd.priority", "config ... [[cgroup]] #2", ...
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ class Task:
     start_ticks: int  # /proc/PID/stat starttime: larger = started later
     rss_bytes: int
     swap_bytes: int
+    pte_bytes: int
     oom_score_adj: int
 
 
@@ -75,8 +76,9 @@ class Candidate:
     comm: str
     badness: int
     rss_bytes: int
-    kill_cgroup: str | None  # set when memory.oom.group widens the kill to a cgroup
-    pids: tuple[int, ...]  # every process this kill targets (one unless kill_cgroup)
+    kill_cgroup: str | None  # kill this whole cgroup with cgroup.kill (memory.oom.group)
+    pids: tuple[int, ...]  # every process this kill targets; more than one for an
+    # oom.group kill, signalled one by one when kill_cgroup is None
     reason: str
 
 
