@@ -15,8 +15,6 @@ from prioomd.errors import Vanished
 from tests import fakefs
 from tests.fakefs import make_cgroupfs
 
-fake_root = fakefs.fake_root
-
 # ---------------------------------------------------------------- parsers
 
 BIG = "18446744073709551615"  # what an unsigned long -1 prints as

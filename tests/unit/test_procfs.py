@@ -14,10 +14,7 @@ from hypothesis import strategies as st
 from prioomd import procfs
 from prioomd.errors import Vanished
 from prioomd.model import TaskState
-from tests import fakefs
 from tests.fakefs import make_procfs
-
-fake_root = fakefs.fake_root
 
 # ---------------------------------------------------------------- /proc/PID/stat
 

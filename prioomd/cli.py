@@ -1,0 +1,254 @@
+"""prioomd's command line: run | check-config | tree | audit | explain | set.
+
+Exit codes: 0 success; 1 a runtime failure (cgroup missing, permission);
+2 bad configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from prioomd import __version__, cgroupfs, config, procfs, render, select, snapshot, table
+from prioomd.errors import ConfigError, PrioomdError, Vanished
+from prioomd.model import Decision, Snapshot
+
+log = logging.getLogger("prioomd")
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Context:
+    cfg: config.Config
+    config_note: str
+    table: table.PriorityTable
+    sources: snapshot.Sources
+
+
+def load_context(args: argparse.Namespace) -> Context:
+    """Config → table → sources; ConfigError on a bad file."""
+    path = args.config
+    if path is None and not os.path.exists(config.DEFAULT_CONFIG_PATH):
+        cfg = config.Config()
+        note = (f"no {config.DEFAULT_CONFIG_PATH}: built-in defaults "
+                "(root use_priority_oom off, as in the kernel)")
+    else:
+        path = path or config.DEFAULT_CONFIG_PATH
+        cfg = config.load_config(path)
+        note = f"config {path}"
+    root = args.cgroup_root or cfg.daemon.cgroup_root or cgroupfs.default_cgroup_root()
+    sources = snapshot.Sources(cgroup_root=os.path.abspath(root),
+                               proc_root=getattr(args, "proc_root", None) or "/proc")
+    return Context(cfg, note, table.PriorityTable(cfg), sources)
+
+
+def enabled_domains(ctx: Context, whole: Snapshot) -> list[Decision]:
+    """The decision each OOM domain with use_priority_oom on would take now."""
+    page_size = procfs.page_size()
+    meminfo = procfs.read_meminfo(ctx.sources.proc_root)
+    swap_total = meminfo.get("SwapTotal", 0)
+    decisions = []
+    for i, node in enumerate(whole.nodes):
+        if not node.use_priority_oom.value:
+            continue
+        if i == 0:
+            sub = whole
+        else:
+            swap_max = cgroupfs.read_swap_max(snapshot.abs_dir(ctx.sources, node.path))
+            pages = snapshot.domain_total_pages(node, swap_max, whole.total_pages, swap_total,
+                                                page_size)
+            sub = snapshot.restrict(whole, i, pages, page_size)
+        decisions.append(select.select_victims(
+            sub, kernel_compat=ctx.cfg.daemon.kernel_compat,
+            max_candidates=ctx.cfg.daemon.max_candidates))
+    return decisions
+
+
+def _take_whole(ctx: Context) -> Snapshot:
+    whole, warnings = snapshot.take("/", ctx.table, ctx.sources)
+    for w in warnings:
+        log.warning("%s", w)
+    return whole
+
+
+def _header(ctx: Context) -> dict[str, object]:
+    try:
+        controllers = sorted(cgroupfs.read_controllers(ctx.sources.cgroup_root))
+    except (OSError, Vanished):
+        controllers = []
+    return {"cgroup_root": ctx.sources.cgroup_root, "controllers": controllers,
+            "memory_controller": "memory" in controllers, "config": ctx.config_note,
+            "walk_backend": select.DEFAULT_BACKEND}
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    ctx = load_context(args)
+    print(f"{ctx.config_note}: valid ({len(ctx.cfg.rules)} cgroup rules, root "
+          f"use_priority_oom {'on' if ctx.cfg.root.use_priority_oom else 'off'})")
+    return EXIT_OK
+
+
+def cmd_tree(args: argparse.Namespace) -> int:
+    ctx = load_context(args)
+    whole = _take_whole(ctx)
+    decisions = enabled_domains(ctx, whole)
+    header = _header(ctx)
+    if args.json:
+        print(json.dumps(render.tree_json(whole, decisions, header)))
+        return EXIT_OK
+    mem = ("memory controller present" if header["memory_controller"] else
+           "no memory controller here: usage counts as 0, priorities still decide")
+    lines = [f"cgroup root {ctx.sources.cgroup_root} ({mem}); {ctx.config_note}; "
+             f"{select.backend_description()}"]
+    print(render.tree_text(whole, decisions, lines))
+    return EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    if not args.once:
+        print("prioomd audit: only --once is available here; for continuous auditing run "
+              "`prioomd run --dry-run`", file=sys.stderr)
+        return EXIT_CONFIG
+    ctx = load_context(args)
+    decisions = enabled_domains(ctx, _take_whole(ctx))
+    for d in decisions:
+        if args.json:
+            print(json.dumps(render.decision_record(d)))
+        else:
+            print(f"domain {d.domain}: {d.outcome}: {d.reason}")
+            for rank, c in enumerate(d.candidates[1:], start=2):
+                print(f"  then #{rank}: {c.victim_cgroup} pid {c.pid} ({c.comm})")
+    if not decisions and not args.json:
+        print("no OOM domain has use_priority_oom on: nothing to audit")
+    return EXIT_OK
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    ctx = load_context(args)
+    path = _norm(args.cgroup)
+    cgdir = snapshot.abs_dir(ctx.sources, path)
+    if not os.path.isdir(cgdir):
+        print(f"prioomd explain: no cgroup {path} under {ctx.sources.cgroup_root}",
+              file=sys.stderr)
+        return EXIT_FAILURE
+    parent = os.path.dirname(cgdir) if path != "/" else None
+    xattrs = cgroupfs.read_xattrs(cgdir, table.ALL_XATTRS)
+    lines = ctx.table.explain(path, xattrs, cgroupfs.owner_uid(cgdir),
+                              cgroupfs.owner_uid(parent) if parent else None)
+    print(f"{path}:")
+    for line in lines:
+        print(f"  {line}")
+    whole = _take_whole(ctx)
+    for d in enabled_domains(ctx, whole):
+        if not (path == d.domain or path.startswith(d.domain.rstrip("/") + "/")):
+            continue
+        on_walk = path in d.walk
+        print(f"domain {d.domain}: {d.outcome}; the walk "
+              f"{'passes through' if on_walk else 'does not reach'} {path}: {d.reason}")
+    return EXIT_OK
+
+
+def cmd_set(args: argparse.Namespace) -> int:
+    ctx = load_context(args)
+    path = _norm(args.cgroup)
+    cgdir = snapshot.abs_dir(ctx.sources, path)
+    if not os.path.isdir(cgdir):
+        print(f"prioomd set: no cgroup {path} under {ctx.sources.cgroup_root}", file=sys.stderr)
+        return EXIT_FAILURE
+    writes: list[tuple[str, bytes]] = []
+    try:
+        if args.priority is not None:
+            if path == "/":
+                raise ValueError("the root cgroup has no priority (spec §1.4)")
+            writes.append((table.XATTR_PRIORITY,
+                           table.validate_xattr_value(table.XATTR_PRIORITY, args.priority)))
+        if args.use_priority_oom is not None:
+            flag = "1" if args.use_priority_oom == "on" else "0"
+            writes.append((table.XATTR_USE_PRIORITY_OOM,
+                           table.validate_xattr_value(table.XATTR_USE_PRIORITY_OOM, flag)))
+    except ValueError as exc:
+        print(f"prioomd set: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if not writes:
+        print("prioomd set: nothing to set (give --priority and/or --use-priority-oom)",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    for name, value in writes:
+        try:
+            cgroupfs.write_xattr(cgdir, name, value)
+        except OSError as exc:
+            print(f"prioomd set: cannot write {name} on {cgdir}: {exc.strerror}",
+                  file=sys.stderr)
+            return EXIT_FAILURE
+        print(f"{path}: {name} = {value.decode()}")
+    return EXIT_OK
+
+
+def _norm(path: str) -> str:
+    path = "/" + path.strip("/")
+    if ".." in path.split("/"):
+        raise ConfigError(f"cgroup path {path!r} must not contain '..'")
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="prioomd",
+        description="Priority OOM for cgroup v2: Alibaba's memcg priority OOM semantics "
+                    "(memory.priority 0..12, memory.use_priority_oom), from userspace.")
+    p.add_argument("--version", action="version",
+                   version=f"prioomd {__version__}; {select.backend_description()}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE",
+                        help=f"config file (default {config.DEFAULT_CONFIG_PATH}; "
+                             "built-in defaults when that is absent)")
+    common.add_argument("--cgroup-root", metavar="DIR",
+                        help="cgroup v2 mount (default: [daemon] cgroup_root, else "
+                             "/sys/fs/cgroup if cgroup2, else the cgroup2 mount found)")
+    common.add_argument("--proc-root", metavar="DIR", help=argparse.SUPPRESS)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("check-config", parents=[common], help="validate the config; exit 0 or 2")
+    s.set_defaults(func=cmd_check_config)
+    s = sub.add_parser("tree", parents=[common],
+                       help="the hierarchy with priorities and each domain's would-be victim")
+    s.add_argument("--json", action="store_true", help="one JSON object")
+    s.set_defaults(func=cmd_tree)
+    s = sub.add_parser("audit", parents=[common],
+                       help="the decision each enabled domain would take now (kills nothing)")
+    s.add_argument("--once", action="store_true", help="decide once and exit")
+    s.add_argument("--json", action="store_true", help="one JSON object per line per domain")
+    s.set_defaults(func=cmd_audit)
+    s = sub.add_parser("explain", parents=[common],
+                       help="where a cgroup's priority comes from and where the walk goes")
+    s.add_argument("cgroup", help="cgroup path relative to the root, e.g. /system.slice")
+    s.set_defaults(func=cmd_explain)
+    s = sub.add_parser("set", parents=[common],
+                       help="write trusted.prioomd.* xattrs on a cgroup (validated first)")
+    s.add_argument("cgroup")
+    s.add_argument("--priority", metavar="N", help="0..12, higher = more important")
+    s.add_argument("--use-priority-oom", choices=("on", "off"))
+    s.set_defaults(func=cmd_set)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="prioomd: %(levelname)s: %(message)s", stream=sys.stderr)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"prioomd: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (PrioomdError, OSError) as exc:
+        print(f"prioomd: {exc}", file=sys.stderr)
+        return EXIT_FAILURE

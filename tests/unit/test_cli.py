@@ -1,0 +1,130 @@
+"""The command line on fake trees: exit codes, JSON fields, messages."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from prioomd import cli
+from tests import fakefs, trees
+
+SHIPPED = os.path.join(os.path.dirname(__file__), "..", "..", "etc", "prioomd.toml")
+
+
+@pytest.fixture
+def env(fake_root, tmp_path):
+    cg, procs = trees.worked_example()
+    root = fakefs.make_cgroupfs(fake_root, cg)
+    proc = fakefs.make_procfs(fake_root, procs)
+    conf = tmp_path / "prioomd.toml"
+    conf.write_text("[root]\nuse_priority_oom = true\n")
+    return ["--config", str(conf), "--cgroup-root", root, "--proc-root", proc], root
+
+
+def run(capsys, *argv):
+    rc = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_check_config_shipped_file_is_valid(capsys):
+    rc, out, _ = run(capsys, "check-config", "--config", SHIPPED)
+    assert rc == 0 and "valid" in out
+
+
+def test_check_config_bad_value_exits_2_naming_file_key_value(capsys, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[cgroup]]\npath = "/a"\npriority = 13\n')
+    rc, _, err = run(capsys, "check-config", "--config", str(bad))
+    assert rc == 2
+    assert str(bad) in err and "priority" in err and "13" in err
+
+
+def test_audit_once_json_fields(capsys, env):
+    args, _ = env
+    rc, out, _ = run(capsys, "audit", "--once", "--json", *args)
+    assert rc == 0
+    lines = out.splitlines()
+    assert len(lines) == 1
+    rec = json.loads(lines[0])
+    assert rec["domain"] == "/"
+    assert rec["victim_cgroup"] == "/B/E"
+    assert rec["victim_pids"] == [301]
+    assert rec["kill_cgroup"] is None
+    assert rec["dry_run"] is True
+    assert "/B/E" in rec["reason"]
+
+
+def test_audit_reports_every_enabled_domain(capsys, env):
+    args, root = env
+    os.setxattr(os.path.join(root, "A"), trees.UPO, b"1")
+    rc, out, _ = run(capsys, "audit", "--once", "--json", *args)
+    recs = {r["domain"]: r for r in map(json.loads, out.splitlines())}
+    assert rc == 0 and set(recs) == {"/", "/A"}
+    assert recs["/A"]["victim_cgroup"] == "/A/C"
+
+
+def test_audit_without_once_is_a_usage_error(capsys, env):
+    args, _ = env
+    rc, _, err = run(capsys, "audit", *args)
+    assert rc == 2 and "--once" in err
+
+
+def test_tree_text_marks_the_victim(capsys, env):
+    args, _ = env
+    rc, out, _ = run(capsys, "tree", *args)
+    assert rc == 0
+    line = next(x for x in out.splitlines() if x.strip().startswith("E "))
+    assert "victim of /" in line and "pid 301" in line
+
+
+def test_tree_json(capsys, env):
+    args, _ = env
+    rc, out, _ = run(capsys, "tree", "--json", *args)
+    doc = json.loads(out)
+    nodes = {n["path"]: n for n in doc["nodes"]}
+    assert rc == 0 and nodes["/B/E"]["victim_of"] == ["/"]
+    assert nodes["/A"]["priority"] == 10 and nodes["/"]["priority"] is None
+    assert nodes["/B/F"]["procs"] == 1 and nodes["/B/F"]["killable"] == 1
+
+
+def test_explain(capsys, env):
+    args, _ = env
+    rc, out, _ = run(capsys, "explain", "/B/E", *args)
+    assert rc == 0 and "trusted.prioomd.priority" in out and "passes through /B/E" in out
+
+
+def test_explain_missing_cgroup(capsys, env):
+    args, _ = env
+    rc, _, err = run(capsys, "explain", "/nope", *args)
+    assert rc == 1 and "no cgroup /nope" in err
+
+
+def test_set_writes_validated_xattrs(capsys, env):
+    args, root = env
+    rc, out, _ = run(capsys, "set", "/A/D", "--priority", "3", "--use-priority-oom", "on", *args)
+    assert rc == 0
+    assert os.getxattr(os.path.join(root, "A", "D"), trees.PRIO) == b"3"
+    assert os.getxattr(os.path.join(root, "A", "D"), trees.UPO) == b"1"
+
+
+@pytest.mark.parametrize("value", ["13", "-1", "abc", "5.0"])
+def test_set_rejects_bad_priority(capsys, env, value):
+    args, root = env
+    rc, _, err = run(capsys, "set", "/A/D", "--priority", value, *args)
+    assert rc == 2 and value in err
+    assert os.getxattr(os.path.join(root, "A", "D"), trees.PRIO) == b"6"
+
+
+def test_set_refuses_priority_on_root(capsys, env):
+    args, _ = env
+    rc, _, err = run(capsys, "set", "/", "--priority", "3", *args)
+    assert rc == 2 and "root" in err
+
+
+def test_version_names_the_walk(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--version"])
+    assert exc.value.code == 0 and "walk:" in capsys.readouterr().out
