@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
 class TaskState(enum.IntEnum):
@@ -90,3 +91,33 @@ class Decision:
     reason: str
     backend: str  # "c" or "python"
     walk: tuple[str, ...] = field(default=())  # path of cgroups the first walk descended
+
+
+class Attempt(NamedTuple):
+    """One candidate the kill path tried, in the order it tried them."""
+
+    target: int | str  # the pid, or the cgroup path of a whole-cgroup kill
+    outcome: str  # one of KillResult's outcomes
+    detail: str
+
+
+@dataclass(frozen=True)
+class KillResult:
+    """What kill.Killer.execute did with a Decision: at most one kill.
+
+    outcome: "killed" (exit confirmed), "dry-run" (stopped at the final
+    syscall), "pressure-gone" (the re-check said no), "failed" (a signal went out
+    but the exit was not confirmed in time, or every candidate errored),
+    "refused" (EPERM/EROFS or protected: none killable), "vanished" (every
+    candidate was gone), "no-candidate" (the decision held none).
+    """
+
+    candidate: Candidate | None  # the one acted on (or that would be, in dry-run)
+    outcome: str
+    attempts: tuple[Attempt, ...]  # index i is decision.candidates[i]
+    signal_sent_at: float | None  # monotonic s, after the final signal/cgroup.kill
+    exited_at: float | None  # monotonic s, when the exit was confirmed
+    freed_bytes: int  # estimate: the victim's rss (memory.current for a cgroup) before
+    detail: str
+    dry_run: bool = False
+    method: str = ""  # "pidfd", "kill", "cgroup.kill", "cgroup.procs" or ""
