@@ -195,6 +195,22 @@ def cgroup2_mounts(mounts_text: str) -> list[str]:
     return found
 
 
+def hierarchy_path(cgroup_root: str, mounts_text: str) -> str:
+    """Where ``cgroup_root`` sits inside its cgroup2 hierarchy, in the form
+    /proc/PID/cgroup uses: "/" for the mount point itself, "/sub/dir" when
+    prioomd is pointed at a subtree; "/" when it is on no cgroup2 mount."""
+    root = os.path.normpath(cgroup_root)
+    best = ""
+    for mount in cgroup2_mounts(mounts_text):
+        mount = os.path.normpath(mount)
+        inside = root == mount or root.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) > len(best):
+            best = mount
+    if not best or root == best:
+        return "/"
+    return "/" + root[len(best):].strip("/")
+
+
 def find_cgroup2_mount(mounts_text: str) -> str | None:
     """The first cgroup2 mount point (octal escapes such as ``\\040`` decoded), or None."""
     found = cgroup2_mounts(mounts_text)

@@ -104,6 +104,13 @@ class Killer:
         syscalls: Syscalls | None = None,
     ) -> None:
         self.cgroup_root = cgroup_root
+        # /proc/PID/cgroup names cgroups from the hierarchy's top, which is
+        # above cgroup_root when prioomd is pointed at a subtree.
+        try:
+            with open("/proc/self/mounts", encoding="utf-8", errors="replace") as f:
+                self._hierarchy_prefix = cgroupfs.hierarchy_path(cgroup_root, f.read())
+        except (OSError, ValueError):
+            self._hierarchy_prefix = "/"
         self.proc_root = proc_root
         self.dry_run = dry_run
         self.policy = policy if policy is not None else KillPolicy()
@@ -208,11 +215,15 @@ class Killer:
             return _Step("vanished", f"pid {pid} is already dying: not killing another", True)
         if facts.oom_score_adj == OOM_SCORE_ADJ_MIN:
             return _refused(f"pid {pid} has oom_score_adj -1000 now")
+        if cand.start_ticks and facts.start_ticks != cand.start_ticks:
+            return _Step("vanished", f"pid {pid} started at {facts.start_ticks}, not "
+                         f"{cand.start_ticks}: reused")
         if cand.comm and facts.comm != cand.comm:
             return _Step("vanished", f"pid {pid} is now {facts.comm!r}, not {cand.comm!r}: "
                          "reused or exec'd")
         cgroup = procfs.read_pid_cgroup(pid, self.proc_root)
-        if cgroup is not None and not _under(cgroup, cand.victim_cgroup):
+        expected = _join(self._hierarchy_prefix, cand.victim_cgroup)
+        if cgroup is not None and not _under(cgroup, expected):
             return _Step("vanished", f"pid {pid} is in {cgroup}, not under "
                          f"{cand.victim_cgroup}: moved or reused")
         return None
@@ -437,6 +448,10 @@ class Killer:
         if facts is None:
             raise Vanished(f"pid {pid} is gone")
         return facts
+
+
+def _join(prefix: str, path: str) -> str:
+    return path if prefix == "/" else prefix + ("" if path == "/" else path)
 
 
 def _under(path: str, ancestor: str) -> bool:

@@ -77,10 +77,11 @@ class Candidate:
     comm: str
     badness: int
     rss_bytes: int
-    kill_cgroup: str | None  # kill this whole cgroup with cgroup.kill (memory.oom.group)
-    pids: tuple[int, ...]  # every process this kill targets; more than one for an
-    # oom.group kill, signalled one by one when kill_cgroup is None
+    kill_cgroup: str | None  # kill this whole cgroup (memory.oom.group)
+    pids: tuple[int, ...]  # every process this kill targets (all killable members
+    # of kill_cgroup, else the one pid)
     reason: str
+    start_ticks: int = 0  # the process's start time: the kill path's pid-reuse check
 
 
 @dataclass(frozen=True)

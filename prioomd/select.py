@@ -158,10 +158,10 @@ def select_victims(
             members = [x for x in tasks if x.node in inside]
             pids = tuple(x.pid for x in members if x.state != TaskState.UNKILLABLE)
             spared = len(members) - len(pids)
-            # cgroup.kill cannot spare anyone: with an unkillable member
-            # (oom_score_adj -1000, prioomd itself) the group dies one by one.
-            kill_cgroup = nodes[group].path if spared == 0 else None
-            how = "whole" if spared == 0 else f"one by one, sparing {spared} unkillable"
+            # The kill path spares -1000 members and prioomd itself (the
+            # kernel's oom.group rule) by killing such a group task by task.
+            kill_cgroup = nodes[group].path
+            how = "whole" if spared == 0 else f"sparing {spared} unkillable"
             what = (f"cgroup {nodes[group].path} {how} ({len(pids)} processes, "
                     f"memory.oom.group=1), chosen through pid {task.pid} ({task.comm})")
         covered.update(pids)
@@ -177,6 +177,7 @@ def select_victims(
             rss_bytes=task.rss_bytes,
             kill_cgroup=kill_cgroup,
             pids=pids,
+            start_ticks=task.start_ticks,
             reason=(f"walk from {snapshot.domain}: {story}; worst task in "
                     f"{nodes[victim].path}: {what}, badness {task.badness} pages, "
                     f"rss {_fmt_bytes(task.rss_bytes)}"),

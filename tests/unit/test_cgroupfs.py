@@ -508,3 +508,17 @@ def test_write_xattr_eperm_propagates(tree, monkeypatch):
 def test_owner_uid_of_a_delegated_cgroup(fake_root):
     root = make_cgroupfs(fake_root, {"children": {"user": {"uid": 1234}}})
     assert cgroupfs.owner_uid(os.path.join(root, "user")) == 1234
+
+
+@pytest.mark.parametrize(("root", "expected"), [
+    ("/sys/fs/cgroup/unified", "/"),
+    ("/sys/fs/cgroup/unified/", "/"),
+    ("/sys/fs/cgroup/unified/prioomd-test-1/x", "/prioomd-test-1/x"),
+    ("/dev/shm/fake/cgroup", "/"),  # not on a cgroup2 mount: fake trees
+    ("/sys/fs/cgroup/unifiedX", "/"),
+])
+def test_hierarchy_path(root, expected):
+    mounts = ("tmpfs /sys/fs/cgroup tmpfs rw 0 0\n"
+              "cgroup /sys/fs/cgroup/memory cgroup rw,memory 0 0\n"
+              "cgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n")
+    assert cgroupfs.hierarchy_path(root, mounts) == expected

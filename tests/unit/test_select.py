@@ -60,7 +60,7 @@ def test_oom_group_with_unkillable_member_spares_it(fake_root, backend):
     procs[303] = {"comm": "guard", "cgroup": "/B/F", "oom_score_adj": -1000}
     d = _decide(fake_root, cg, procs, backend)
     first = d.candidates[0]
-    assert first.kill_cgroup is None  # cgroup.kill would take pid 303 too
+    assert first.kill_cgroup == "/B"  # the kill path spares 303 (task by task)
     assert sorted(first.pids) == [301, 302]
     assert "sparing 1 unkillable" in first.reason
 
