@@ -307,6 +307,13 @@ def read_memory_high(cgdir: str) -> int | None:
     return None if text is None else parse_max(text)
 
 
+def write_memory_high(cgdir: str, high_bytes: int | None) -> None:
+    """Set ``memory.high`` (None writes "max"): prioomd's guard mode (DESIGN §6)."""
+    value = "max" if high_bytes is None else str(int(high_bytes))
+    with _gone_is_vanished(cgdir), open(os.path.join(cgdir, "memory.high"), "w") as f:
+        f.write(value)
+
+
 def read_swap_max(cgdir: str) -> int | None:
     """``memory.swap.max`` in bytes; None for "max" or no swap accounting."""
     text = _read_optional(cgdir, "memory.swap.max")

@@ -7,6 +7,7 @@ Exit codes: 0 success; 1 a runtime failure (cgroup missing, permission);
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from prioomd import __version__, cgroupfs, config, procfs, render, select, snapshot, table
+from prioomd.daemon import Daemon
 from prioomd.errors import ConfigError, PrioomdError, Vanished
 from prioomd.model import Decision, Snapshot
 
@@ -85,6 +87,18 @@ def _header(ctx: Context) -> dict[str, object]:
     return {"cgroup_root": ctx.sources.cgroup_root, "controllers": controllers,
             "memory_controller": "memory" in controllers, "config": ctx.config_note,
             "walk_backend": select.DEFAULT_BACKEND}
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    ctx = load_context(args)
+    cfg = ctx.cfg
+    if args.audit_file is not None:
+        cfg = dataclasses.replace(cfg, audit=dataclasses.replace(cfg.audit, file=args.audit_file))
+    config_path = args.config or (config.DEFAULT_CONFIG_PATH
+                                  if os.path.exists(config.DEFAULT_CONFIG_PATH) else None)
+    log.info("%s; cgroup root %s", ctx.config_note, ctx.sources.cgroup_root)
+    return Daemon(cfg, config_path, ctx.sources, dry_run=args.dry_run,
+                  exit_after_s=args.exit_after).run()
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -214,6 +228,16 @@ def build_parser() -> argparse.ArgumentParser:
                              "/sys/fs/cgroup if cgroup2, else the cgroup2 mount found)")
     common.add_argument("--proc-root", metavar="DIR", help=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("run", parents=[common],
+                       help="the daemon: watch every enabled OOM domain and kill by priority")
+    s.add_argument("--dry-run", action="store_true",
+                   help="decide and audit every kill, but kill nothing (audit mode)")
+    s.add_argument("--audit-file", metavar="FILE",
+                   help="JSON lines audit file (default: [audit] file; '' for none)")
+    s.add_argument("--exit-after", type=float, metavar="SECONDS",
+                   help="stop after this long (smoke tests, demos)")
+    s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("check-config", parents=[common], help="validate the config; exit 0 or 2")
     s.set_defaults(func=cmd_check_config)

@@ -45,6 +45,7 @@ from prioomd.options import (
     option,
     show_value,
 )
+from prioomd.sections import AuditConfig, DetectConfig, GuardConfig, KillConfig
 
 DEFAULT_CONFIG_PATH = "/etc/prioomd/prioomd.toml"
 BUILTIN_SOURCE = "built-in defaults"  # Config.source when no file was read
@@ -123,6 +124,10 @@ SECTIONS: dict[str, type] = {
     "daemon": DaemonConfig,
     "root": RootConfig,
     "hints": HintsConfig,
+    "detect": DetectConfig,
+    "kill": KillConfig,
+    "guard": GuardConfig,
+    "audit": AuditConfig,
 }
 _SECTION_KEYS = {name: keys_of(cls, name) for name, cls in SECTIONS.items()}
 _RULE_KEYS = keys_of(_RuleKeys, f"[{RULES_KEY}]")
@@ -190,6 +195,10 @@ class Config:
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     root: RootConfig = field(default_factory=RootConfig)
     hints: HintsConfig = field(default_factory=HintsConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
+    kill: KillConfig = field(default_factory=KillConfig)
+    guard: GuardConfig = field(default_factory=GuardConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     rules: tuple[Rule, ...] = ()
 
 

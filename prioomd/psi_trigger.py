@@ -90,6 +90,11 @@ def arm(path: str, kind: str, stall_us: int, window_us: int) -> tuple[int | None
     except OSError as exc:
         _check_gone(exc, path)
         return _polling(kind, stall_us, window_us, f"cannot open {path}: {exc}")
+    if os.fstat(fd).st_size > 0:
+        # procfs and kernfs files report size 0; anything else (a fake tree, a
+        # misconfigured path) would have the trigger written into its content.
+        os.close(fd)
+        return _polling(kind, stall_us, window_us, f"{path} is not a kernel PSI file")
     attempts = [(stall_us, window_us)]
     if window_us % UNPRIVILEGED_WINDOW_US:
         window = rounded_window_us(window_us)

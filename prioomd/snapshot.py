@@ -91,9 +91,16 @@ def domain_total_pages(node: CgroupNode, swap_max_bytes: int | None, global_page
     """The badness basis of a memcg OOM: the domain's limit (memory + swap)."""
     if node.memory_max_bytes is None:
         return global_pages
+    return limit_total_pages(node.memory_max_bytes, swap_max_bytes, swap_total_bytes,
+                             page_size)
+
+
+def limit_total_pages(memory_max_bytes: int, swap_max_bytes: int | None,
+                      swap_total_bytes: int, page_size: int) -> int:
+    """mem_cgroup_get_max(): memory.max plus the swap the cgroup may use, in pages."""
     swap = swap_total_bytes if swap_max_bytes is None else min(swap_max_bytes,
                                                                   swap_total_bytes)
-    return max(1, (node.memory_max_bytes + swap) // page_size)
+    return max(1, (memory_max_bytes + swap) // page_size)
 
 
 def take(domain: str, tbl: table.PriorityTable, sources: Sources,

@@ -80,11 +80,15 @@ def test_defaults() -> None:
 
 
 def test_defaults_programmatic() -> None:
-    assert defaults() == {
+    got = defaults()
+    assert {k: got[k] for k in ("daemon", "root", "hints")} == {
         "daemon": {"cgroup_root": None, "kernel_compat": False, "max_candidates": 5},
         "root": {"use_priority_oom": False},
         "hints": {"enabled": True, "oomd_avoid": 10, "oomd_omit": 12, "oomd_prefer": 0},
     }
+    assert set(got) == {"daemon", "root", "hints", "detect", "kill", "guard", "audit"}
+    assert got["detect"]["mem_available_floor_pct"] == 5.0
+    assert got["kill"]["sigterm_grace_s"] == 0.0 and got["guard"]["enabled"] is True
 
 
 def test_schema_is_documented_and_typed() -> None:

@@ -1,0 +1,363 @@
+"""`prioomd run`: event → detect → select → re-check → kill → audit → delay.
+
+One poll loop (events.EventLoop) wakes on PSI triggers, on memory.events of
+cgroup domains, on the config file, on victims' exits, on signals and on the
+adaptive MemAvailable tick. Each wake-up samples the domains that may have
+changed (two small reads for the root); only a domain under threat costs a
+snapshot and a walk. Dry-run takes the same path and stops at the final
+syscall, so its audit records are exactly the kills a live run would make.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from prioomd import (
+    audit,
+    cgroupfs,
+    config,
+    detect,
+    domains,
+    kill,
+    procfs,
+    select,
+    selfprotect,
+    snapshot,
+    table,
+)
+from prioomd.errors import ConfigError, Vanished
+from prioomd.events import Event, EventLoop
+from prioomd.gate import PostActionGate
+from prioomd.model import Decision, KillResult
+from prioomd.notify import Notifier
+
+log = logging.getLogger(__name__)
+
+CONFIG_KEY = "config"
+RESCAN_S = 30.0  # new cgroups with use_priority_oom are found within this
+QUIET_REPEAT_S = 30.0  # a domain with nothing to kill is reported at most this often
+
+
+@dataclass
+class _DomainState:
+    domain: domains.Domain
+    prev: detect.Sample | None = None
+    oom_kills: int | None = None  # the kernel's own oom_kill counter, for misses
+    cooldown_until: float = 0.0  # dry-run: no real victim exits to wait for
+    quiet_until: float = 0.0
+
+
+class Daemon:
+    def __init__(self, cfg: config.Config, config_path: str | None, sources: snapshot.Sources,
+                 *, dry_run: bool, exit_after_s: float | None = None,
+                 notifier: Notifier | None = None,
+                 loop_factory: Callable[[], EventLoop] = EventLoop,
+                 protect: Callable[[], list[str]] = selfprotect.protect_self) -> None:
+        self.cfg = cfg
+        self.config_path = config_path
+        self.sources = sources
+        self.dry_run = dry_run
+        self.exit_after_s = exit_after_s
+        self.notifier = notifier or Notifier()
+        self._loop_factory = loop_factory
+        self._protect = protect
+        self.table = table.PriorityTable(cfg)
+        self.gate = PostActionGate(delay_s=cfg.detect.post_action_delay_s,
+                                   stuck_victim_s=max(30.0, cfg.detect.post_action_delay_s))
+        self.guard = domains.Guard(cfg.detect.cgroup_thresholds())
+        self.sink = audit.AuditSink(cfg.audit.file or None,
+                                    journal_send=audit.journal_sender() if cfg.audit.journal
+                                    else None,
+                                    stderr_is_journal=audit.stderr_is_journal())
+        self.killer = self._make_killer()
+        self.states: dict[str, _DomainState] = {}
+        self.kills = 0
+        self._stopping = False
+        self._started_at = 0.0
+        self._next_rescan = 0.0
+        self._victims: dict[str, tuple[str, int]] = {}  # watch key -> (domain, pid)
+        self.loop: EventLoop | None = None
+
+    # ------------------------------------------------------------ set-up
+    def _make_killer(self) -> kill.Killer:
+        floor = self.cfg.detect.mem_available_floor_pct
+
+        def grace_allowed() -> bool:  # a SIGTERM grace only while above the floor
+            s = domains.sample_root(self.sources.proc_root, self.sources.clock)
+            return s.mem_available_bytes * 100 >= s.mem_total_bytes * floor
+
+        policy = kill.KillPolicy(sigterm_grace_s=self.cfg.kill.sigterm_grace_s,
+                                 grace_only_if=grace_allowed,
+                                 confirm_timeout_s=self.cfg.kill.confirm_timeout_s,
+                                 mrelease=self.cfg.kill.mrelease)
+        return kill.Killer(self.sources.cgroup_root, proc_root=self.sources.proc_root,
+                           clock=self.sources.clock, dry_run=self.dry_run,
+                           protected_pids={1, os.getpid()}, policy=policy)
+
+    def _arm(self, loop: EventLoop) -> None:
+        """Discover the enabled domains and arm a wake-up source for each."""
+        found, notes = domains.discover(self.table, self.sources)
+        for note in dict.fromkeys(notes):
+            log.warning("%s", note)
+        wanted = {d.path: d for d in found}
+        for path in list(self.states):
+            if path not in wanted or wanted[path] != self.states[path].domain:
+                self._disarm(loop, path)
+        d_cfg = self.cfg.detect
+        for path, dom in wanted.items():
+            if path in self.states:
+                continue
+            pressure = (os.path.join(self.sources.proc_root, "pressure", "memory")
+                        if dom.is_root else os.path.join(dom.cgdir, "memory.pressure"))
+            try:
+                info = loop.add_psi_trigger(f"psi:{path}", pressure, "some",
+                                            d_cfg.trigger_stall_ms * 1000,
+                                            d_cfg.trigger_window_ms * 1000)
+                if info.warning:
+                    log.warning("%s: %s", path, info.warning)
+                if not dom.is_root:
+                    loop.watch_file(f"events:{path}", domains.events_file(dom.cgdir))
+                    if self.cfg.guard.enabled:
+                        log.info("%s", self.guard.apply(dom))
+            except (Vanished, ValueError, OSError) as exc:
+                log.warning("%s: not watched: %s", path, exc)
+                loop.remove(f"psi:{path}")
+                continue
+            state = _DomainState(dom)
+            state.oom_kills = self._oom_kills(dom)
+            self.states[path] = state
+            log.info("watching domain %s (%s)", path, "global memory" if dom.is_root else
+                     f"memory.max {dom.memory_max_bytes} bytes")
+        self._next_rescan = self.sources.clock() + RESCAN_S
+
+    def _disarm(self, loop: EventLoop, path: str) -> None:
+        loop.remove(f"psi:{path}")
+        loop.remove(f"events:{path}")
+        self.guard.release(path)
+        self.gate.forget(path)
+        self.states.pop(path, None)
+        log.info("no longer watching domain %s", path)
+
+    def _self_test(self) -> None:
+        """One full decision per domain in dry-run: proves paths and permissions."""
+        for state in self.states.values():
+            t0 = self.sources.clock()
+            decision = self._decide(state.domain)
+            took_ms = (self.sources.clock() - t0) * 1000
+            first = decision.candidates[0] if decision.candidates else None
+            log.info("self-test %s: %s in %.0f ms; now the victim would be %s", state.domain.path,
+                     decision.outcome, took_ms,
+                     f"{first.victim_cgroup} pid {first.pid} ({first.comm})" if first else "none")
+
+    # ------------------------------------------------------------ the loop
+    def run(self) -> int:
+        with self._loop_factory() as loop:
+            self.loop = loop
+            if self.config_path:
+                loop.watch_config(CONFIG_KEY, self.config_path)
+            info = loop.enable_proc_events()
+            log.info("process events: %s", info.reason)
+            self._arm(loop)
+            # Everything is imported and the first decisions are warm: lock it in.
+            for warning in self._protect():
+                log.warning("%s", warning)
+            self._self_test()
+            self._started_at = self.sources.clock()
+            self.notifier.ready(self._status())
+            log.info("prioomd running%s: %d domain(s)", " in dry-run" if self.dry_run else "",
+                     len(self.states))
+            try:
+                while not self._stopping:
+                    events = loop.wait(self._timeout())
+                    self._handle(loop, events)
+                    self.notifier.watchdog()
+            finally:
+                self.notifier.stopping()
+                self.guard.restore_all()
+                self.sink.close()
+        return 0
+
+    def _timeout(self) -> float:
+        t = self.cfg.detect.poll_max_s
+        root = self.states.get(domains.ROOT)
+        if root is not None and isinstance(root.prev, detect.RootSample):
+            t = detect.next_poll_interval(root.prev, self.cfg.detect.root_thresholds())
+        if self.notifier.watchdog_interval_s is not None:
+            t = min(t, self.notifier.watchdog_interval_s)
+        return t
+
+    def _handle(self, loop: EventLoop, events: list[Event]) -> None:
+        now = self.sources.clock()
+        woken: set[str] = set()
+        for ev in events:
+            if ev.kind == "signal-stop":
+                log.info("stopping on signal")
+                self._stopping = True
+            elif ev.kind == "signal-reload" or (ev.kind == "file-changed"
+                                                and ev.key == CONFIG_KEY):
+                self.reload(loop)
+            elif ev.kind == "proc-exit" and ev.key in self._victims:
+                domain, pid = self._victims.pop(ev.key)
+                loop.remove(ev.key)
+                self.gate.note_exit(pid)
+            elif ev.kind == "gone" and ":" in ev.key:
+                path = ev.key.split(":", 1)[1]
+                if path in self.states:
+                    log.info("domain %s went away", path)
+                    self._disarm(loop, path)
+            elif ev.kind in ("psi", "file-changed") and ":" in ev.key:
+                woken.add(ev.key.split(":", 1)[1])
+        if self._stopping:
+            return
+        if now >= self._next_rescan:
+            self._arm(loop)
+        polling = {k.split(":", 1)[1] for k in loop.polling_keys()}
+        trigger_of = {p: "psi" for p in woken}
+        for path, state in list(self.states.items()):
+            # The root is cheap to sample: every wake-up. A cgroup domain only
+            # when it signalled, or when its PSI trigger fell back to polling.
+            if state.domain.is_root or path in woken or path in polling:
+                self._check(state, trigger_of.get(path, "poll"))
+        self.notifier.status(self._status())
+        if self.exit_after_s is not None and now - self._started_at >= self.exit_after_s:
+            log.info("stopping: --exit-after %g s reached", self.exit_after_s)
+            self._stopping = True
+
+    def _check(self, state: _DomainState, woke_by: str) -> None:
+        dom = state.domain
+        try:
+            cur = domains.sample(dom, self.sources)
+        except Vanished:
+            return
+        except (OSError, ValueError) as exc:  # odd kernel files: skip this round, loudly
+            if self.sources.clock() >= state.quiet_until:
+                state.quiet_until = self.sources.clock() + QUIET_REPEAT_S
+                log.warning("%s: cannot sample: %s", dom.path, exc)
+            return
+        self._note_misses(state)
+        verdict = self.gate.check(dom.path, cur)
+        if not verdict.open:
+            log.debug("%s: %s", dom.path, verdict.reason)
+            return
+        prev = verdict.baseline if verdict.baseline is not None else state.prev
+        state.prev = cur
+        if cur.taken_at < state.cooldown_until:
+            return
+        # recheck() is assess_root/assess_cgroup dispatched on the sample's kind.
+        threat = detect.recheck(prev, cur, self.cfg.detect.root_thresholds(),
+                                self.cfg.detect.cgroup_thresholds())
+        if threat is not None:
+            self._act(state, threat, prev, cur, woke_by)
+
+    # ------------------------------------------------------------ acting
+    def _decide(self, dom: domains.Domain) -> Decision:
+        total_pages = None
+        if not dom.is_root:
+            swap_total = procfs.read_meminfo(self.sources.proc_root).get("SwapTotal", 0)
+            total_pages = snapshot.limit_total_pages(
+                dom.memory_max_bytes or 0, cgroupfs.read_swap_max(dom.cgdir), swap_total,
+                procfs.page_size())
+        snap, warnings = snapshot.take(dom.path, self.table, self.sources, total_pages)
+        for w in dict.fromkeys(warnings):
+            log.debug("%s", w)
+        return select.select_victims(snap, kernel_compat=self.cfg.daemon.kernel_compat,
+                                     max_candidates=self.cfg.daemon.max_candidates)
+
+    def _act(self, state: _DomainState, threat: detect.Threat, prev: detect.Sample | None,
+             cur: detect.Sample, woke_by: str) -> None:
+        dom = state.domain
+        detected_at = cur.taken_at
+        try:
+            decision = self._decide(dom)
+        except Vanished:
+            return
+        trigger = f"{threat.trigger} ({woke_by})"
+        if decision.outcome != "kill":
+            if cur.taken_at >= state.quiet_until:
+                state.quiet_until = cur.taken_at + QUIET_REPEAT_S
+                log.warning("%s under threat (%s) but %s", dom.path, threat.reason,
+                            decision.reason)
+                self._emit(decision, KillResult(None, decision.outcome, (), None, None, 0,
+                                                decision.reason, self.dry_run),
+                           trigger, detected_at, threat)
+            return
+
+        def still_threatened() -> bool:
+            try:
+                fresh = domains.sample(dom, self.sources)
+            except Vanished:
+                return False
+            return detect.recheck(prev, fresh, self.cfg.detect.root_thresholds(),
+                                  self.cfg.detect.cgroup_thresholds()) is not None
+
+        log.info("%s: %s", dom.path, threat.reason)
+        result = self.killer.execute(decision, recheck=still_threatened)
+        self._emit(decision, result, trigger, detected_at, threat)
+        if result.outcome == "killed" and result.candidate is not None:
+            self.kills += 1
+            pids = result.candidate.pids
+            self.gate.record_kill(dom.path, pids, cur, expected_bytes=result.freed_bytes)
+            assert self.loop is not None
+            for pid in pids:
+                key = f"victim:{pid}"
+                self._victims[key] = (dom.path, pid)
+                self.loop.watch_pid(key, pid)
+        elif result.outcome == "dry-run":
+            state.cooldown_until = cur.taken_at + self.cfg.detect.post_action_delay_s
+
+    def _emit(self, decision: Decision, result: KillResult, trigger: str, detected_at: float,
+              threat: detect.Threat) -> None:
+        record = audit.build_decision_record(decision, result, trigger=trigger,
+                                             detected_at=detected_at, numbers=threat.numbers)
+        self.sink.emit(record)
+
+    def _oom_kills(self, dom: domains.Domain) -> int | None:
+        try:
+            if dom.is_root:
+                return domains.root_oom_kills(self.sources.proc_root)
+            with open(domains.events_file(dom.cgdir), encoding="ascii") as f:
+                return cgroupfs.parse_flat_keyed(f.read()).get("oom_kill", 0)
+        except (OSError, ValueError, Vanished):
+            return None
+
+    def _note_misses(self, state: _DomainState) -> None:
+        """The kernel killed in an enabled domain without us: audit it as a miss."""
+        now = self._oom_kills(state.domain)
+        if now is None:
+            return
+        before = state.oom_kills
+        state.oom_kills = now
+        if before is not None and now > before:
+            log.warning("%s: the kernel's OOM killer killed %d process(es) before prioomd "
+                        "acted", state.domain.path, now - before)
+            self.sink.emit(audit.build_miss_record(state.domain.path, now - before,
+                                                   dry_run=self.dry_run))
+
+    # ------------------------------------------------------------ reload
+    def reload(self, loop: EventLoop) -> None:
+        if not self.config_path:
+            log.info("reload requested; no config file to read")
+            return
+        self.notifier.reloading()
+        try:
+            cfg = config.load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("new config rejected, the old one stays in force: %s", exc)
+            self.notifier.ready(self._status())
+            return
+        self.cfg = cfg
+        self.table = table.PriorityTable(cfg)
+        self.killer = self._make_killer()
+        self.guard.thresholds = cfg.detect.cgroup_thresholds()
+        self._arm(loop)
+        log.info("config %s reloaded: %d rules, %d domain(s)", self.config_path, len(cfg.rules),
+                 len(self.states))
+        self.notifier.ready(self._status())
+
+    def _status(self) -> str:
+        mode = "dry-run, " if self.dry_run else ""
+        return (f"{mode}{len(self.states)} domain(s), {self.kills} kill(s), "
+                f"walk {select.DEFAULT_BACKEND}")

@@ -1,0 +1,107 @@
+"""The daemon's config sections: [detect], [kill], [guard], [audit].
+
+Declared with ``prioomd.options`` like the sections of ``config.py``; their
+defaults are the ones ``detect``, ``gate`` and ``kill`` justify next to their
+own constants, so each number has one home and one reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prioomd import detect, gate
+from prioomd.options import Check, option
+
+PCT = Check(lambda v: 0 <= v <= 100, "0..100")
+POSITIVE = Check(lambda v: v > 0, "> 0")
+NON_NEGATIVE = Check(lambda v: v >= 0, ">= 0")
+WINDOW = Check(lambda v: 500 <= v <= 10_000, "500..10000 (the kernel's PSI window range)")
+
+_ROOT = detect.RootThresholds()
+_CG = detect.CgroupThresholds()
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    """[detect]: when a domain is under threat. PSI alone never kills: it must come
+    with a memory shortage (root) or a domain near its memory.max (cgroup)."""
+
+    mem_available_pct: float = option(
+        _ROOT.mem_available_pct,
+        "Root: MemAvailable below this % of MemTotal is a shortage; with PSI above "
+        "its thresholds and rising, prioomd kills.", PCT)
+    mem_available_floor_pct: float = option(
+        _ROOT.mem_available_floor_pct,
+        "Root: MemAvailable below this % (and swap short or absent) kills without PSI: "
+        "hosts without swap stall too little before an OOM.", PCT)
+    swap_free_pct: float = option(
+        _ROOT.swap_free_pct, "Root: SwapFree below this % of SwapTotal is short.", PCT)
+    psi_some_avg10_pct: float = option(
+        _ROOT.psi_some_avg10_pct, "PSI memory 'some' avg10 that counts as pressure.", PCT)
+    psi_full_avg10_pct: float = option(
+        _ROOT.psi_full_avg10_pct, "PSI memory 'full' avg10 that counts as pressure.", PCT)
+    poll_min_s: float = option(
+        _ROOT.poll_min_s, "Shortest sleep of the adaptive MemAvailable poll.", POSITIVE)
+    poll_max_s: float = option(
+        _ROOT.poll_max_s, "Longest sleep (plenty of memory: at most one wake-up per this).",
+        POSITIVE)
+    headroom_pct: float = option(
+        _CG.headroom_pct, "Cgroup domains: headroom below memory.max, % of memory.max.", PCT)
+    headroom_min_mib: int = option(
+        _CG.headroom_min_bytes >> 20, "Cgroup domains: smallest headroom, MiB.", NON_NEGATIVE)
+    headroom_max_mib: int = option(
+        _CG.headroom_max_bytes >> 20, "Cgroup domains: largest headroom, MiB.", NON_NEGATIVE)
+    trigger_stall_ms: int = option(
+        150, "PSI trigger: stall (ms per window) that wakes prioomd at once.", POSITIVE)
+    trigger_window_ms: int = option(
+        2000, "PSI trigger window, ms; rounded up to a multiple of 2000 where the kernel "
+        "demands it (no CAP_SYS_RESOURCE).", WINDOW)
+    post_action_delay_s: float = option(
+        gate.DEFAULT_DELAY_S, "After a kill, at most this long before the domain may be "
+        "judged again (sooner once memory is freed or pressure stops rising).", NON_NEGATIVE)
+
+    def root_thresholds(self) -> detect.RootThresholds:
+        return detect.RootThresholds(
+            mem_available_pct=self.mem_available_pct,
+            mem_available_floor_pct=self.mem_available_floor_pct,
+            swap_free_pct=self.swap_free_pct,
+            psi_some_avg10_pct=self.psi_some_avg10_pct,
+            psi_full_avg10_pct=self.psi_full_avg10_pct,
+            poll_min_s=self.poll_min_s, poll_max_s=self.poll_max_s)
+
+    def cgroup_thresholds(self) -> detect.CgroupThresholds:
+        return detect.CgroupThresholds(
+            headroom_pct=self.headroom_pct,
+            headroom_min_bytes=self.headroom_min_mib << 20,
+            headroom_max_bytes=self.headroom_max_mib << 20,
+            psi_some_avg10_pct=self.psi_some_avg10_pct,
+            psi_full_avg10_pct=self.psi_full_avg10_pct)
+
+
+@dataclass(frozen=True)
+class KillConfig:
+    """[kill]: how a victim dies."""
+
+    sigterm_grace_s: float = option(
+        0.0, "SIGTERM first and wait this long before SIGKILL, while MemAvailable stays "
+        "above the floor; 0 = SIGKILL at once.", NON_NEGATIVE)
+    confirm_timeout_s: float = option(
+        5.0, "How long to wait for a victim's exit before calling the kill failed.", POSITIVE)
+    mrelease: bool = option(
+        True, "process_mrelease() the victim's memory right after SIGKILL (Linux 5.15+).")
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    """[guard]: cgroup domains get memory.high = memory.max - headroom while prioomd
+    runs, so the kernel throttles them (and prioomd can act) before its OOM killer."""
+
+    enabled: bool = option(True, "Set memory.high on enabled cgroup domains (restored on exit).")
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """[audit]: one JSON line per decision and per miss, and a journal entry."""
+
+    file: str = option("/var/log/prioomd/audit.jsonl", "JSON lines audit file ('' = none).")
+    journal: bool = option(True, "Send structured records to journald when it runs.")
