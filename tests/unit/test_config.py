@@ -372,3 +372,10 @@ def test_load_names_the_file(tmp_path: Path) -> None:
         load_config(f)
     f.write_text("[root]\nuse_priority_oom = true\n")
     assert load_config(str(f)).source == str(f)
+
+
+def test_shipped_file_states_the_code_defaults_of_the_daemon_sections() -> None:
+    """The shipped file writes out the defaults of these sections: they must not drift."""
+    shipped = load_config(SHIPPED)
+    for name in ("detect", "kill", "guard", "audit"):
+        assert getattr(shipped, name) == getattr(Config(), name), name
