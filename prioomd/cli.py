@@ -33,17 +33,19 @@ class Context:
     sources: snapshot.Sources
 
 
-def load_context(args: argparse.Namespace) -> Context:
-    """Config → table → sources; ConfigError on a bad file."""
+def load_settings(args: argparse.Namespace) -> tuple[config.Config, str]:
+    """The validated config and a note saying where it came from."""
     path = args.config
     if path is None and not os.path.exists(config.DEFAULT_CONFIG_PATH):
-        cfg = config.Config()
-        note = (f"no {config.DEFAULT_CONFIG_PATH}: built-in defaults "
-                "(root use_priority_oom off, as in the kernel)")
-    else:
-        path = path or config.DEFAULT_CONFIG_PATH
-        cfg = config.load_config(path)
-        note = f"config {path}"
+        return config.Config(), (f"no {config.DEFAULT_CONFIG_PATH}: built-in defaults "
+                                 "(root use_priority_oom off, as in the kernel)")
+    path = path or config.DEFAULT_CONFIG_PATH
+    return config.load_config(path), f"config {path}"
+
+
+def load_context(args: argparse.Namespace) -> Context:
+    """Config → table → sources; ConfigError on a bad file."""
+    cfg, note = load_settings(args)
     root = args.cgroup_root or cfg.daemon.cgroup_root or cgroupfs.default_cgroup_root()
     sources = snapshot.Sources(cgroup_root=os.path.abspath(root),
                                proc_root=getattr(args, "proc_root", None) or "/proc")
@@ -102,9 +104,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    ctx = load_context(args)
-    print(f"{ctx.config_note}: valid ({len(ctx.cfg.rules)} cgroup rules, root "
-          f"use_priority_oom {'on' if ctx.cfg.root.use_priority_oom else 'off'})")
+    if args.file:
+        args.config = args.file
+    cfg, note = load_settings(args)
+    print(f"{note}: valid ({len(cfg.rules)} cgroup rules, root "
+          f"use_priority_oom {'on' if cfg.root.use_priority_oom else 'off'})")
     return EXIT_OK
 
 
@@ -240,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("check-config", parents=[common], help="validate the config; exit 0 or 2")
+    s.add_argument("file", nargs="?", help="the config file (same as --config)")
     s.set_defaults(func=cmd_check_config)
     s = sub.add_parser("tree", parents=[common],
                        help="the hierarchy with priorities and each domain's would-be victim")

@@ -128,3 +128,8 @@ def test_version_names_the_walk(capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["--version"])
     assert exc.value.code == 0 and "walk:" in capsys.readouterr().out
+
+
+def test_check_config_takes_the_file_as_argument_too(capsys):
+    rc, out, _ = run(capsys, "check-config", SHIPPED)
+    assert rc == 0 and "valid" in out
