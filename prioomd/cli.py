@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from prioomd import __version__, cgroupfs, config, procfs, render, select, snapshot, table
-from prioomd.daemon import Daemon
 from prioomd.errors import ConfigError, PrioomdError, Vanished
 from prioomd.model import Decision, Snapshot
 
@@ -92,6 +91,10 @@ def _header(ctx: Context) -> dict[str, object]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # Imported here: the one-shot commands need none of the daemon's machinery
+    # (the daemon itself imports everything before it starts watching).
+    from prioomd.daemon import Daemon
+
     ctx = load_context(args)
     cfg = ctx.cfg
     if args.audit_file is not None:
