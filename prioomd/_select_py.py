@@ -251,7 +251,5 @@ def _select_once(
             return STATUS_NONE, -1, -1
         if kernel_compat:
             account_skip(victim, 1)  # the over-count of spec §6.1
-        else:
-            missing = nr_procs[victim] - skip[victim]
-            if missing > 0:
-                account_skip(victim, missing)
+        # Intended rule: every live process of the victim subtree was just counted
+        # once, so skip[victim] == nr_procs[victim] already: the subtree is exhausted.
