@@ -355,6 +355,7 @@ class Daemon:
         self._arm(loop)
         log.info("config %s reloaded: %d rules, %d domain(s)", self.config_path, len(cfg.rules),
                  len(self.states))
+        self._self_test()  # what the new table would choose now, in the log
         self.notifier.ready(self._status())
 
     def _status(self) -> str:
