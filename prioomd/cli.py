@@ -150,14 +150,23 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _existing_cgroup(ctx: Context, arg: str, command: str) -> tuple[str, str] | None:
+    """(path, directory) of the CGROUP argument, or None after saying it is missing."""
+    path = _norm(arg)
+    cgdir = snapshot.abs_dir(ctx.sources, path)
+    if os.path.isdir(cgdir):
+        return path, cgdir
+    print(f"prioomd {command}: no cgroup {path} under {ctx.sources.cgroup_root}",
+          file=sys.stderr)
+    return None
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     ctx = load_context(args)
-    path = _norm(args.cgroup)
-    cgdir = snapshot.abs_dir(ctx.sources, path)
-    if not os.path.isdir(cgdir):
-        print(f"prioomd explain: no cgroup {path} under {ctx.sources.cgroup_root}",
-              file=sys.stderr)
+    found = _existing_cgroup(ctx, args.cgroup, "explain")
+    if found is None:
         return EXIT_FAILURE
+    path, cgdir = found
     parent = os.path.dirname(cgdir) if path != "/" else None
     xattrs = cgroupfs.read_xattrs(cgdir, table.ALL_XATTRS)
     lines = ctx.table.explain(path, xattrs, cgroupfs.owner_uid(cgdir),
@@ -177,11 +186,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_set(args: argparse.Namespace) -> int:
     ctx = load_context(args)
-    path = _norm(args.cgroup)
-    cgdir = snapshot.abs_dir(ctx.sources, path)
-    if not os.path.isdir(cgdir):
-        print(f"prioomd set: no cgroup {path} under {ctx.sources.cgroup_root}", file=sys.stderr)
+    found = _existing_cgroup(ctx, args.cgroup, "set")
+    if found is None:
         return EXIT_FAILURE
+    path, cgdir = found
     writes: list[tuple[str, bytes]] = []
     try:
         if args.priority is not None:

@@ -171,6 +171,20 @@ def _psi_hot(some: float | None, full: float | None, some_min: float,
     return (some is not None and some >= some_min) or (full is not None and full >= full_min)
 
 
+def _psi_rising(prev: Sample, cur: Sample, t: RootThresholds | CgroupThresholds
+                ) -> float | None:
+    """The stall rate (% of wall time) when PSI is over its thresholds and still
+    rising between the two samples; None otherwise (cold, or a stale average)."""
+    if not _psi_hot(cur.psi_some_avg10_pct, cur.psi_full_avg10_pct,
+                    t.psi_some_avg10_pct, t.psi_full_avg10_pct):
+        return None
+    rate = stall_rate_pct(prev.psi_some_total_us, cur.psi_some_total_us,
+                          prev.taken_at, cur.taken_at)
+    if rate is None or rate < t.psi_rising_min_pct:
+        return None
+    return rate
+
+
 def assess_root(prev: RootSample | None, cur: RootSample,
                 t: RootThresholds) -> Threat | None:
     """The global domain: "floor" (shortage alone, below the hard floor) or
@@ -196,12 +210,8 @@ def assess_root(prev: RootSample | None, cur: RootSample,
                       f"floor, {swap_text}", numbers)
     if prev is None or avail_pct >= t.mem_available_pct:
         return None
-    if not _psi_hot(cur.psi_some_avg10_pct, cur.psi_full_avg10_pct,
-                    t.psi_some_avg10_pct, t.psi_full_avg10_pct):
-        return None
-    rate = stall_rate_pct(prev.psi_some_total_us, cur.psi_some_total_us,
-                          prev.taken_at, cur.taken_at)
-    if rate is None or rate < t.psi_rising_min_pct:
+    rate = _psi_rising(prev, cur, t)
+    if rate is None:
         return None
     numbers.update(psi_some_avg10_pct=cur.psi_some_avg10_pct or 0.0,
                    psi_full_avg10_pct=cur.psi_full_avg10_pct or 0.0,
@@ -262,12 +272,8 @@ def assess_cgroup(prev: CgroupSample | None, cur: CgroupSample,
     room = headroom_bytes(cur.max_bytes, t)
     if cur.usage_bytes < cur.max_bytes - room:
         return None
-    if not _psi_hot(cur.psi_some_avg10_pct, cur.psi_full_avg10_pct,
-                    t.psi_some_avg10_pct, t.psi_full_avg10_pct):
-        return None
-    rate = stall_rate_pct(prev.psi_some_total_us, cur.psi_some_total_us,
-                          prev.taken_at, cur.taken_at)
-    if rate is None or rate < t.psi_rising_min_pct:
+    rate = _psi_rising(prev, cur, t)
+    if rate is None:
         return None
     numbers.update(headroom_bytes=room,
                    psi_some_avg10_pct=cur.psi_some_avg10_pct or 0.0,
