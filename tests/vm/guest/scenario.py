@@ -420,14 +420,17 @@ class Scenario:
         base_name = name
         while name in self.workloads:
             name, n = f"{base_name}#{n}", n + 1
-        popen = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=stderr,
-            pass_fds=tuple(pass_fds),
-            preexec_fn=enter,
-        )
+        try:
+            popen = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+                pass_fds=tuple(pass_fds),
+                preexec_fn=enter,
+            )
+        except subprocess.SubprocessError as e:  # enter() failed in the child
+            raise ScenarioError(f"cannot start {argv[0]} in {procs or 'our cgroup'}: {e}") from e
         w = Workload(
             name=name,
             cgroup=rel,

@@ -74,8 +74,10 @@ def service() -> Iterator[None]:
     Path(f"/run/systemd/system/{UNIT}").write_text(unit)
     dropin = Path(f"/run/systemd/system/{UNIT}.d")
     dropin.mkdir(exist_ok=True)
+    # PrivateTmp=yes hides a checkout under /tmp (CI may clone there) from the unit.
+    private_tmp = "PrivateTmp=no\n" if TOP.is_relative_to("/tmp") else ""
     (dropin / "test.conf").write_text("[Service]\nWatchdogSec=6s\nTimeoutAbortSec=2s\n"
-                                      "RestartSec=0.5s\n")
+                                      f"RestartSec=0.5s\n{private_tmp}")
     sh("systemctl", "daemon-reload")
     try:
         yield
