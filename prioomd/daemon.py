@@ -296,8 +296,11 @@ class Daemon:
         log.info("%s: %s", dom.path, threat.reason)
         result = self.killer.execute(decision, recheck=still_threatened)
         self._emit(decision, result, trigger, detected_at, threat)
-        if result.outcome == "killed" and result.candidate is not None:
-            self.kills += 1
+        if result.candidate is not None and result.signal_sent_at is not None \
+                and not self.dry_run:
+            # Killed, or signalled without a confirmed exit ("failed", e.g. stuck in
+            # D state): either way wait for it before anything else dies here.
+            self.kills += result.outcome == "killed"
             pids = result.candidate.pids
             self.gate.record_kill(dom.path, pids, cur, expected_bytes=result.freed_bytes)
             assert self.loop is not None

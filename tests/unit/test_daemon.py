@@ -120,3 +120,39 @@ def test_bad_config_on_reload_keeps_the_old_one(fake_root, tmp_path, sleepers):
     with EventLoop(signals=False) as loop:
         d.reload(loop)
     assert d.cfg is old
+
+
+class _SignalledButNotGone:
+    """A killer whose SIGKILL went out but whose victim never confirmed its exit."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def execute(self, decision, recheck=None):
+        from prioomd.model import KillResult
+        self.calls += 1
+        cand = decision.candidates[0]
+        return KillResult(cand, "failed", (), 1.0, None, 0, "no exit within 5 s", False)
+
+
+class _Loop:
+    def __init__(self):
+        self.watched = []
+
+    def watch_pid(self, key, pid):
+        self.watched.append(pid)
+
+
+def test_a_signalled_victim_that_did_not_exit_closes_the_gate(fake_root, tmp_path, sleepers):
+    root, proc, pids = _tree(fake_root, sleepers, mem_available_kb=100_000)
+    d, _ = _run(root, proc, tmp_path, seconds=0.1)  # discovers the domains, then stops
+    d.dry_run = False
+    d.killer = killer = _SignalledButNotGone()
+    d.loop = loop = _Loop()
+    state = d.states["/"]
+    state.cooldown_until = 0.0
+    for _ in range(3):  # three more wake-ups under the same shortage
+        d._check(state, "poll")
+    assert killer.calls == 1  # the gate waits for the first victim instead
+    assert loop.watched == [pids[301]] and d.gate.waiting("/")
+    assert d.kills == 0
