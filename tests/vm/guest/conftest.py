@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from scenario import CGROUP_ROOT, has_memory_controller, in_guest, rmdir_cgroup
+from scenario import CGROUP_ROOT, has_memory_controller, in_guest, rmdir_cgroup, skip_all_in
 
 HERE = Path(__file__).resolve().parent
 
@@ -30,12 +30,7 @@ SKIP_REASON = _skip_reason()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if SKIP_REASON is None:
-        return
-    mark = pytest.mark.skip(reason=SKIP_REASON)
-    for item in items:
-        if HERE in item.path.parents:
-            item.add_marker(mark)
+    skip_all_in(HERE, items, SKIP_REASON)
 
 
 @pytest.fixture(scope="session", autouse=True)

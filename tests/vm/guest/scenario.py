@@ -85,6 +85,19 @@ def in_guest() -> bool:
         return False
 
 
+def skip_all_in(here: Path, items: Sequence[Any], reason: str | None) -> None:
+    """Mark every collected test under `here` skipped with `reason` (None: run them).
+    The in-guest conftests use it so their tests never run on a host by accident."""
+    if reason is None:
+        return
+    import pytest  # only the conftests call this; scenario itself needs no pytest
+
+    mark = pytest.mark.skip(reason=reason)
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(mark)
+
+
 def has_memory_controller(root: Path = CGROUP_ROOT) -> bool:
     try:
         return "memory" in (root / "cgroup.controllers").read_text().split()

@@ -6,11 +6,14 @@ must not get by accident.  `bash tests/vm/run-suite.sh` runs them in their own g
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "guest"))  # the scenario framework
+from scenario import skip_all_in  # noqa: E402
 
 
 def _skip_reason() -> str | None:
@@ -29,9 +32,4 @@ SKIP_REASON = _skip_reason()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if SKIP_REASON is None:
-        return
-    mark = pytest.mark.skip(reason=SKIP_REASON)
-    for item in items:
-        if HERE in item.path.parents:
-            item.add_marker(mark)
+    skip_all_in(HERE, items, SKIP_REASON)
