@@ -1,9 +1,9 @@
 """Host tier fixtures: a private child of this machine's real cgroup v2 tree.
 
-Only a cgroup2 mount is ever written (never a v1 hierarchy such as
-/sys/fs/cgroup/memory). Every test gets its own ``prioomd-test-<pid>-<n>``
-directory; teardown kills only the processes the test spawned (by pid), waits
-for them, and removes the directories bottom-up.
+Only a cgroup2 mount is ever written, never a v1 hierarchy (this machine's
+memory controller is bound to one that is not ours). Every test gets its own
+``prioomd-test-<pid>-<n>`` directory; teardown kills only the processes the test
+spawned (by pid), waits for them, and removes the directories bottom-up.
 """
 
 from __future__ import annotations

@@ -161,7 +161,7 @@ def test_parse_controllers_rejects(text):
 HYBRID_MOUNTS = """\
 /dev/vda / ext4 rw,relatime 0 0
 tmpfs /sys/fs/cgroup tmpfs rw,relatime,mode=755 0 0
-cgroup /sys/fs/cgroup/memory cgroup rw,relatime,memory 0 0
+cgroup /sys/fs/cgroup/cpu cgroup rw,relatime,cpu 0 0
 cgroup /sys/fs/cgroup/systemd cgroup rw,relatime,name=systemd 0 0
 cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0
 """
@@ -200,7 +200,7 @@ def test_default_cgroup_root(tmp_path, mounts, want):
 
 def test_default_cgroup_root_none(tmp_path):
     path = tmp_path / "mounts"
-    path.write_text("cgroup /sys/fs/cgroup/memory cgroup rw,memory 0 0\n")
+    path.write_text("cgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0\n")
     with pytest.raises(cgroupfs.NoCgroup2Mount, match="no cgroup2"):
         cgroupfs.default_cgroup_root(str(path))
 
@@ -519,6 +519,6 @@ def test_owner_uid_of_a_delegated_cgroup(fake_root):
 ])
 def test_hierarchy_path(root, expected):
     mounts = ("tmpfs /sys/fs/cgroup tmpfs rw 0 0\n"
-              "cgroup /sys/fs/cgroup/memory cgroup rw,memory 0 0\n"
+              "cgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0\n"
               "cgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n")
     assert cgroupfs.hierarchy_path(root, mounts) == expected

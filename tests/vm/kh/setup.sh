@@ -15,7 +15,7 @@
 # Environment:
 #   KH_CACHE   cache directory (default /var/tmp/prioomd-kh)
 #   KH_KPKG    kernel package to use instead of resolving linux-image-amd64
-#              (for example linux-image-6.1.0-99-amd64); only if you must pin.
+#              (a numbered linux-image-<abi>-amd64); only if you must pin.
 #
 # The initramfs scripts (init, stage2, job) are *not* baked in here: run.py appends them
 # to the base image on every boot, so editing them needs no new setup.
