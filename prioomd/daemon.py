@@ -78,7 +78,7 @@ class Daemon:
         self._stopping = False
         self._started_at = 0.0
         self._next_rescan = 0.0
-        self._victims: dict[str, tuple[str, int]] = {}  # watch key -> (domain, pid)
+        self._victims: dict[str, int] = {}  # watch key -> pid of a victim not yet gone
         self.loop: EventLoop | None = None
 
     # ------------------------------------------------------------ set-up
@@ -191,7 +191,7 @@ class Daemon:
 
     def _handle(self, loop: EventLoop, events: list[Event]) -> None:
         now = self.sources.clock()
-        woken: set[str] = set()
+        woken: dict[str, str] = {}  # domain -> what woke it
         for ev in events:
             if ev.kind == "signal-stop":
                 log.info("stopping on signal")
@@ -200,27 +200,25 @@ class Daemon:
                                                 and ev.key == CONFIG_KEY):
                 self.reload(loop)
             elif ev.kind == "proc-exit" and ev.key in self._victims:
-                domain, pid = self._victims.pop(ev.key)
                 loop.remove(ev.key)
-                self.gate.note_exit(pid)
+                self.gate.note_exit(self._victims.pop(ev.key))
             elif ev.kind == "gone" and ":" in ev.key:
                 path = ev.key.split(":", 1)[1]
                 if path in self.states:
                     log.info("domain %s went away", path)
                     self._disarm(loop, path)
             elif ev.kind in ("psi", "file-changed") and ":" in ev.key:
-                woken.add(ev.key.split(":", 1)[1])
+                woken[ev.key.split(":", 1)[1]] = "psi" if ev.kind == "psi" else "memory.events"
         if self._stopping:
             return
         if now >= self._next_rescan:
             self._arm(loop)
         polling = {k.split(":", 1)[1] for k in loop.polling_keys()}
-        trigger_of = {p: "psi" for p in woken}
         for path, state in list(self.states.items()):
             # The root is cheap to sample: every wake-up. A cgroup domain only
             # when it signalled, or when its PSI trigger fell back to polling.
             if state.domain.is_root or path in woken or path in polling:
-                self._check(state, trigger_of.get(path, "poll"))
+                self._check(state, woken.get(path, "poll"))
         self.notifier.status(self._status())
         if self.exit_after_s is not None and now - self._started_at >= self.exit_after_s:
             log.info("stopping: --exit-after %g s reached", self.exit_after_s)
@@ -306,7 +304,7 @@ class Daemon:
             assert self.loop is not None
             for pid in pids:
                 key = f"victim:{pid}"
-                self._victims[key] = (dom.path, pid)
+                self._victims[key] = pid
                 self.loop.watch_pid(key, pid)
         elif result.outcome == "dry-run":
             state.cooldown_until = cur.taken_at + self.cfg.detect.post_action_delay_s
