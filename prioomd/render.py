@@ -5,18 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from prioomd import detect
 from prioomd.model import Decision, Snapshot, TaskState
 
 
 def fmt_bytes(n: int | None) -> str:
-    if n is None:
-        return "max"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
+    """detect.fmt_bytes, with None (no limit) shown as "max"."""
+    return "max" if n is None else detect.fmt_bytes(n)
 
 
 def counts(snapshot: Snapshot) -> tuple[list[int], list[int]]:

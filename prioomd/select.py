@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 
 from prioomd import _select_py
+from prioomd.detect import fmt_bytes
 from prioomd.model import Candidate, Decision, Snapshot, TaskState
 
 try:
@@ -77,10 +78,6 @@ def oom_group_root(snapshot: Snapshot, node: int) -> int | None:
             found = u
         u = snapshot.nodes[u].parent
     return found
-
-
-def _fmt_bytes(n: int) -> str:
-    return f"{n / 2**20:.1f} MiB"
 
 
 def _walk_story(snapshot: Snapshot, victim: int, children: Sequence[Sequence[int]],
@@ -180,7 +177,7 @@ def select_victims(
             start_ticks=task.start_ticks,
             reason=(f"walk from {snapshot.domain}: {story}; worst task in "
                     f"{nodes[victim].path}: {what}, badness {task.badness} pages, "
-                    f"rss {_fmt_bytes(task.rss_bytes)}"),
+                    f"rss {fmt_bytes(task.rss_bytes)}"),
         ))
         if len(candidates) >= max_candidates:
             break
