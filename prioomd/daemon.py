@@ -119,7 +119,7 @@ class Daemon:
                 if info.warning:
                     log.warning("%s: %s", path, info.warning)
                 if not dom.is_root:
-                    loop.watch_file(f"events:{path}", domains.events_file(dom.cgdir))
+                    loop.watch_file(f"events:{path}", dom.events_path)
                     if self.cfg.guard.enabled:
                         log.info("%s", self.guard.apply(dom))
             except (Vanished, ValueError, OSError) as exc:
@@ -235,7 +235,7 @@ class Daemon:
                 state.quiet_until = self.sources.clock() + QUIET_REPEAT_S
                 log.warning("%s: cannot sample: %s", dom.path, exc)
             return
-        self._note_misses(state)
+        self._note_misses(state, cur)
         verdict = self.gate.check(dom.path, cur)
         if not verdict.open:
             log.debug("%s: %s", dom.path, verdict.reason)
@@ -315,18 +315,21 @@ class Daemon:
                                              detected_at=detected_at, numbers=threat.numbers)
         self.sink.emit(record)
 
-    def _oom_kills(self, dom: domains.Domain) -> int | None:
+    def _oom_kills(self, dom: domains.Domain, cur: detect.Sample | None = None) -> int | None:
+        """The kernel's own OOM kill count in the domain: /proc/vmstat for the root;
+        for a cgroup, the memory.events of ``cur`` (already read) or a fresh read."""
         try:
             if dom.is_root:
                 return domains.root_oom_kills(self.sources.proc_root)
-            with open(domains.events_file(dom.cgdir), encoding="ascii") as f:
-                return cgroupfs.parse_flat_keyed(f.read()).get("oom_kill", 0)
+            events = cur.events if isinstance(cur, detect.CgroupSample) else \
+                domains.read_events(dom)
+            return events.get("oom_kill", 0)
         except (OSError, ValueError, Vanished):
             return None
 
-    def _note_misses(self, state: _DomainState) -> None:
+    def _note_misses(self, state: _DomainState, cur: detect.Sample) -> None:
         """The kernel killed in an enabled domain without us: audit it as a miss."""
-        now = self._oom_kills(state.domain)
+        now = self._oom_kills(state.domain, cur)
         if now is None:
             return
         before = state.oom_kills

@@ -28,6 +28,7 @@ class Domain:
     path: str  # "/" for the global domain
     cgdir: str
     memory_max_bytes: int | None  # None for the root
+    events_path: str = ""  # its memory.events(.local), see events_file(); "" for the root
 
     @property
     def is_root(self) -> bool:
@@ -68,7 +69,7 @@ def discover(tbl: table.PriorityTable, sources: Sources) -> tuple[list[Domain], 
             notes.append(f"{path}: use_priority_oom is on but it has no memory.max of its own: "
                          "no limit OOM can happen there, so it is not watched")
             continue
-        domains.append(Domain(path, cgdir, limit))
+        domains.append(Domain(path, cgdir, limit, events_file(cgdir)))
     return domains, notes
 
 
@@ -94,11 +95,16 @@ def events_file(cgdir: str) -> str:
     return local if os.path.exists(local) else os.path.join(cgdir, "memory.events")
 
 
+def read_events(domain: Domain) -> dict[str, int]:
+    """The cgroup domain's memory.events(.local) counters."""
+    with open(domain.events_path, encoding="ascii", errors="replace") as f:
+        return cgroupfs.parse_flat_keyed(f.read())
+
+
 def sample_cgroup(domain: Domain, clock: Callable[[], float]) -> detect.CgroupSample:
     """usage, limits, events and PSI of one cgroup domain. Vanished when it is gone."""
     cgdir = domain.cgdir
-    with open(events_file(cgdir), encoding="ascii", errors="replace") as f:
-        events = cgroupfs.parse_flat_keyed(f.read())
+    events = read_events(domain)
     psi = cgroupfs.read_pressure(os.path.join(cgdir, "memory.pressure"))
     return detect.CgroupSample(
         path=domain.path,
