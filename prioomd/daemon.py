@@ -30,7 +30,6 @@ from prioomd import (
 )
 from prioomd.errors import ConfigError, Vanished
 from prioomd.events import Event, EventLoop
-from prioomd.gate import PostActionGate
 from prioomd.model import Decision, KillResult
 from prioomd.notify import Notifier
 
@@ -65,8 +64,7 @@ class Daemon:
         self._loop_factory = loop_factory
         self._protect = protect
         self.table = table.PriorityTable(cfg)
-        self.gate = PostActionGate(delay_s=cfg.detect.post_action_delay_s,
-                                   stuck_victim_s=max(30.0, cfg.detect.post_action_delay_s))
+        self.gate = cfg.detect.post_action_gate()
         self.guard = domains.Guard(cfg.detect.cgroup_thresholds())
         self.sink = audit.AuditSink(cfg.audit.file or None,
                                     journal_send=audit.journal_sender() if cfg.audit.journal
@@ -89,13 +87,10 @@ class Daemon:
             s = domains.sample_root(self.sources.proc_root, self.sources.clock)
             return s.mem_available_bytes * 100 >= s.mem_total_bytes * floor
 
-        policy = kill.KillPolicy(sigterm_grace_s=self.cfg.kill.sigterm_grace_s,
-                                 grace_only_if=grace_allowed,
-                                 confirm_timeout_s=self.cfg.kill.confirm_timeout_s,
-                                 mrelease=self.cfg.kill.mrelease)
         return kill.Killer(self.sources.cgroup_root, proc_root=self.sources.proc_root,
                            clock=self.sources.clock, dry_run=self.dry_run,
-                           protected_pids={1, os.getpid()}, policy=policy)
+                           protected_pids={1, os.getpid()},
+                           policy=self.cfg.kill.kill_policy(grace_only_if=grace_allowed))
 
     def _arm(self, loop: EventLoop) -> None:
         """Discover the enabled domains and arm a wake-up source for each."""
@@ -106,16 +101,14 @@ class Daemon:
         for path in list(self.states):
             if path not in wanted or wanted[path] != self.states[path].domain:
                 self._disarm(loop, path)
-        d_cfg = self.cfg.detect
+        stall_us, window_us = self.cfg.detect.psi_trigger_us()
         for path, dom in wanted.items():
             if path in self.states:
                 continue
             pressure = (os.path.join(self.sources.proc_root, "pressure", "memory")
                         if dom.is_root else os.path.join(dom.cgdir, "memory.pressure"))
             try:
-                info = loop.add_psi_trigger(f"psi:{path}", pressure, "some",
-                                            d_cfg.trigger_stall_ms * 1000,
-                                            d_cfg.trigger_window_ms * 1000)
+                info = loop.add_psi_trigger(f"psi:{path}", pressure, "some", stall_us, window_us)
                 if info.warning:
                     log.warning("%s: %s", path, info.warning)
                 if not dom.is_root:
