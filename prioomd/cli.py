@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
 import logging
 import os
@@ -15,13 +16,27 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from prioomd import __version__, cgroupfs, config, procfs, render, select, snapshot, table
+from prioomd import (
+    __version__,
+    cgroupfs,
+    config,
+    domains,
+    procfs,
+    render,
+    select,
+    snapshot,
+    table,
+)
 from prioomd.errors import ConfigError, PrioomdError, Vanished
 from prioomd.model import Decision, Snapshot
 
 log = logging.getLogger("prioomd")
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+
+
+class UsageError(ValueError):
+    """A bad command-line argument: exit 2."""
 
 
 @dataclass(frozen=True)
@@ -51,14 +66,22 @@ def load_context(args: argparse.Namespace) -> Context:
     return Context(cfg, note, table.PriorityTable(cfg), sources)
 
 
-def enabled_domains(ctx: Context, whole: Snapshot) -> list[Decision]:
-    """The decision each OOM domain with use_priority_oom on would take now."""
+def enabled_domains(ctx: Context, whole: Snapshot
+                    ) -> tuple[list[Decision], list[tuple[str, str]]]:
+    """The decision each OOM domain would take now, and (path, why) of each cgroup
+    with use_priority_oom on that is no domain. A domain is what the daemon watches
+    (``domains.why_not_a_domain``): the root, or a cgroup with a memory.max."""
     page_size = procfs.page_size()
     meminfo = procfs.read_meminfo(ctx.sources.proc_root)
     swap_total = meminfo.get("SwapTotal", 0)
     decisions = []
+    not_domains = []
     for i, node in enumerate(whole.nodes):
-        if not node.use_priority_oom.value:
+        why_not = domains.why_not_a_domain(node.path, bool(node.use_priority_oom.value),
+                                           node.memory_max_bytes)
+        if why_not is not None:
+            if node.use_priority_oom.value:
+                not_domains.append((node.path, why_not))
             continue
         if i == 0:
             sub = whole
@@ -70,7 +93,7 @@ def enabled_domains(ctx: Context, whole: Snapshot) -> list[Decision]:
         decisions.append(select.select_victims(
             sub, kernel_compat=ctx.cfg.daemon.kernel_compat,
             max_candidates=ctx.cfg.daemon.max_candidates))
-    return decisions
+    return decisions, not_domains
 
 
 def _take_whole(ctx: Context) -> Snapshot:
@@ -118,8 +141,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_tree(args: argparse.Namespace) -> int:
     ctx = load_context(args)
     whole = _take_whole(ctx)
-    decisions = enabled_domains(ctx, whole)
-    header = _header(ctx)
+    decisions, not_domains = enabled_domains(ctx, whole)
+    header = {**_header(ctx),
+              "not_domains": [{"path": p, "reason": why} for p, why in not_domains]}
     if args.json:
         print(json.dumps(render.tree_json(whole, decisions, header)))
         return EXIT_OK
@@ -128,6 +152,8 @@ def cmd_tree(args: argparse.Namespace) -> int:
     lines = [f"cgroup root {ctx.sources.cgroup_root} ({mem}); {ctx.config_note}; "
              f"{select.backend_description()}"]
     print(render.tree_text(whole, decisions, lines))
+    for path, why in not_domains:
+        print(f"{path}: {why}")
     return EXIT_OK
 
 
@@ -137,7 +163,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
               "`prioomd run --dry-run`", file=sys.stderr)
         return EXIT_CONFIG
     ctx = load_context(args)
-    decisions = enabled_domains(ctx, _take_whole(ctx))
+    decisions, not_domains = enabled_domains(ctx, _take_whole(ctx))
+    for path, why in not_domains:  # on stderr with --json: stdout has only decisions
+        print(f"{path}: {why}", file=sys.stderr if args.json else sys.stdout)
     for d in decisions:
         if args.json:
             print(json.dumps(render.decision_record(d)))
@@ -174,8 +202,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
     print(f"{path}:")
     for line in lines:
         print(f"  {line}")
-    whole = _take_whole(ctx)
-    for d in enabled_domains(ctx, whole):
+    decisions, not_domains = enabled_domains(ctx, _take_whole(ctx))
+    for other, why in not_domains:
+        if other == path:
+            print(f"{path}: {why}")
+    for d in decisions:
         if not (path == d.domain or path.startswith(d.domain.rstrip("/") + "/")):
             continue
         on_walk = path in d.walk
@@ -220,10 +251,11 @@ def cmd_set(args: argparse.Namespace) -> int:
 
 
 def _norm(path: str) -> str:
-    path = "/" + path.strip("/")
-    if ".." in path.split("/"):
-        raise ConfigError(f"cgroup path {path!r} must not contain '..'")
-    return path
+    """The canonical cgroup path of a CGROUP argument: "a//b/" and "/a/./b" are "/a/b"."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UsageError(f"cgroup path {path!r} must not contain '..'")
+    return "/" + "/".join(parts)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -279,13 +311,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _tolerant_output() -> None:
+    """Never die of an unencodable character: a cgroup name is bytes (non-UTF-8
+    names arrive surrogate-escaped) and stdout may be strict UTF-8 or ASCII."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _tolerant_output()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="prioomd: %(levelname)s: %(message)s", stream=sys.stderr)
     try:
         return int(args.func(args))
+    except UsageError as exc:
+        print(f"prioomd {args.command}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except ConfigError as exc:
         print(f"prioomd: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -35,6 +35,23 @@ class Domain:
         return self.path == ROOT
 
 
+NO_LIMIT = ("use_priority_oom is on but it has no memory.max of its own: no limit OOM can "
+            "happen there, so it is not an OOM domain and is not watched")
+
+
+def why_not_a_domain(path: str, use_priority_oom: bool, memory_max_bytes: int | None
+                     ) -> str | None:
+    """None when the cgroup is an OOM domain prioomd watches, else why it is not. The
+    one definition (spec §2), shared by the daemon and the CLI's tree/audit/explain:
+    the root with use_priority_oom, or a cgroup with use_priority_oom and a memory.max
+    of its own (a memcg OOM consults only the OOMing cgroup's own flag)."""
+    if not use_priority_oom:
+        return "use_priority_oom is off"
+    if path != ROOT and memory_max_bytes is None:
+        return NO_LIMIT
+    return None
+
+
 def _resolve_upo(tbl: table.PriorityTable, path: str, cgdir: str, parent: str | None
                  ) -> tuple[bool, list[str]]:
     xattrs = cgroupfs.read_xattrs(cgdir, table.ALL_XATTRS)
@@ -59,17 +76,16 @@ def discover(tbl: table.PriorityTable, sources: Sources) -> tuple[list[Domain], 
             notes.extend(warnings)
             if not enabled:
                 continue
-            if path == ROOT:
-                domains.append(Domain(ROOT, cgdir, None))
-                continue
-            limit = cgroupfs.read_memory_max(cgdir)
+            limit = None if path == ROOT else cgroupfs.read_memory_max(cgdir)
         except Vanished:
             continue
-        if limit is None:
-            notes.append(f"{path}: use_priority_oom is on but it has no memory.max of its own: "
-                         "no limit OOM can happen there, so it is not watched")
-            continue
-        domains.append(Domain(path, cgdir, limit, events_file(cgdir)))
+        why_not = why_not_a_domain(path, enabled, limit)
+        if why_not is not None:
+            notes.append(f"{path}: {why_not}")
+        elif path == ROOT:
+            domains.append(Domain(ROOT, cgdir, None))
+        else:
+            domains.append(Domain(path, cgdir, limit, events_file(cgdir)))
     return domains, notes
 
 
