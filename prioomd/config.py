@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 import stat
 import tomllib
 from collections.abc import Mapping
@@ -36,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prioomd.errors import ConfigError
-from prioomd.glob import compile_glob, is_exact, literal_prefix
+from prioomd.glob import Glob, compile_glob, is_exact, literal_prefix
 from prioomd.options import (
     Check,
     KeyInfo,
@@ -157,7 +156,7 @@ class Rule:
     path: str  # the glob as written
     priority: int | None
     use_priority_oom: bool | None
-    regex: re.Pattern[str] = field(repr=False, compare=False)
+    glob: Glob = field(repr=False, compare=False)
 
     @classmethod
     def make(cls, number: int, path: str, priority: int | None = None,
@@ -180,7 +179,7 @@ class Rule:
         return f"[[{RULES_KEY}]] #{self.number} (path {show_value(self.path)})"
 
     def matches(self, cgroup_path: str) -> bool:
-        return self.regex.fullmatch(cgroup_path) is not None
+        return self.glob.matches(cgroup_path)
 
     def get(self, key: str) -> int | bool | None:
         value: int | bool | None = getattr(self, key)
