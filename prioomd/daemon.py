@@ -339,6 +339,8 @@ class Daemon:
             log.info("reload requested; no config file to read")
             return
         self.notifier.reloading()
+        loop.remove(CONFIG_KEY)  # follow the links as they are now (a swapped symlink)
+        loop.watch_config(CONFIG_KEY, self.config_path)
         try:
             cfg = config.load_config(self.config_path)
         except ConfigError as exc:

@@ -77,9 +77,40 @@ class ProcEventsInfo:
 @dataclass(frozen=True)
 class _Watch:
     key: str
-    role: str  # "file", "config" or "gone"
+    role: str  # "file", "config", "config-link" or "gone"
     name: str  # the entry name in a watched directory ("" for a file watch)
     path: str
+
+
+def config_watch_points(path: str, max_links: int = 40) -> list[tuple[str, str, bool]]:
+    """(directory, entry name, is a symlink) of every entry whose change changes what
+    ``path`` names: each symlink met while resolving it, in the directory holding it,
+    then the final file. Missing entries end the walk (the last one is watched)."""
+    points: list[tuple[str, str, bool]] = []
+    todo = os.path.abspath(path).split("/")[1:]
+    cur = "/"
+    while todo:
+        name = todo.pop(0)
+        if name in ("", "."):
+            continue
+        if name == "..":
+            cur = os.path.dirname(cur)
+            continue
+        here = os.path.join(cur, name)
+        try:
+            target = os.readlink(here)
+        except OSError:  # not a link (or gone): a plain step
+            if not todo:
+                points.append((cur, name, False))
+            cur = here
+            continue
+        points.append((cur, name, True))
+        if len(points) > max_links:  # a loop: ELOOP for open() too
+            break
+        if target.startswith("/"):
+            cur = "/"
+        todo[:0] = target.split("/")
+    return list(dict.fromkeys(points))
 
 
 def _ignore_signal(signum: int, frame: FrameType | None) -> None:
@@ -202,9 +233,17 @@ class EventLoop:
 
     def watch_config(self, key: str, path: str) -> None:
         """Watch a regular file that editors replace by rename: its directory, for
-        IN_CLOSE_WRITE or IN_MOVED_TO of that name."""
-        self._add_watch(os.path.dirname(path) or ".", _CONFIG_MASK,
-                        _Watch(key, "config", os.path.basename(path), path))
+        IN_CLOSE_WRITE or IN_MOVED_TO of that name. Behind symlinks, also each link
+        on the way (in the directory holding it, IN_CREATE too: a link is replaced by
+        rename or by unlink + symlink) and the final file where it lives: editing the
+        target or swapping a link (Kubernetes' ..data) is a change. The links are
+        followed as they are now: after a change, remove and watch again."""
+        for directory, name, is_link in config_watch_points(path):
+            try:
+                self._add_watch(directory, _CONFIG_MASK | (_F.CREATE if is_link else 0),
+                                _Watch(key, "config-link" if is_link else "config", name, path))
+            except OSError as exc:  # a link dangling mid-swap: the other points remain
+                log.debug("config watch on %s: %s", directory, exc)
 
     def _add_watch(self, path: str, mask: int, watch: _Watch) -> None:
         wd = self._ino.add_watch(path, mask | _F.MASK_ADD)
@@ -341,7 +380,9 @@ class EventLoop:
                     gone.append(w.key)
                     out.setdefault(("gone", w.key), Event("gone", w.key, {"source": "inotify"}))
                 elif (w.role == "file" and ev.mask & _F.MODIFY) or (
-                        w.role == "config" and ev.mask & _CONFIG_MASK and ev.name == w.name):
+                        w.role == "config" and ev.mask & _CONFIG_MASK and ev.name == w.name) or (
+                        w.role == "config-link" and ev.mask & (_CONFIG_MASK | _F.CREATE)
+                        and ev.name == w.name):
                     out.setdefault(("file-changed", w.key),
                                    Event("file-changed", w.key, {"path": w.path}))
 

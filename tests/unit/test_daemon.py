@@ -156,3 +156,38 @@ def test_a_signalled_victim_that_did_not_exit_closes_the_gate(fake_root, tmp_pat
     assert killer.calls == 1  # the gate waits for the first victim instead
     assert loop.watched == [pids[301]] and d.gate.waiting("/")
     assert d.kills == 0
+
+
+def test_a_symlinked_config_is_reloaded_when_its_link_is_swapped(fake_root, tmp_path, sleepers):
+    """Kubernetes ConfigMap layout: prioomd.toml -> ..data/prioomd.toml, ..data -> ..vN.
+    Each swap of ..data is a reload, the second one too, and so is an edit of the file
+    the links now lead to (the watch follows the links after each change)."""
+    root, proc, _ = _tree(fake_root, sleepers, mem_available_kb=3 * GiB_KB)
+    vol = tmp_path / "cfg"
+    for n in (1, 2, 3):
+        (vol / f"..v{n}").mkdir(parents=True)
+        (vol / f"..v{n}" / "prioomd.toml").write_text(
+            f"[root]\nuse_priority_oom = true\n[daemon]\nmax_candidates = {n}\n"
+            "[audit]\nfile = \"\"\njournal = false\n")
+    (vol / "..data").symlink_to("..v1")
+    (vol / "prioomd.toml").symlink_to("..data/prioomd.toml")
+    path = str(vol / "prioomd.toml")
+    d = daemon.Daemon(config.load_config(path), path,
+                      snapshot.Sources(cgroup_root=root, proc_root=proc), dry_run=True,
+                      protect=lambda: [])
+    with EventLoop(signals=False) as loop:
+        d.loop = loop
+        loop.watch_config(daemon.CONFIG_KEY, path)
+        d._arm(loop)
+        for n in (2, 3):
+            tmp = vol / "..data_tmp"
+            tmp.symlink_to(f"..v{n}")
+            os.rename(tmp, vol / "..data")
+            d._handle(loop, loop.wait(5.0))
+            assert d.cfg.daemon.max_candidates == n
+            # the new target, edited in place: seen only if the watch followed the swap
+            text = (vol / f"..v{n}" / "prioomd.toml").read_text()
+            (vol / f"..v{n}" / "prioomd.toml").write_text(text.replace(f"= {n}\n", "= 9\n"))
+            d._handle(loop, loop.wait(5.0))
+            assert d.cfg.daemon.max_candidates == 9
+    d.guard.restore_all()
