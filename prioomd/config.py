@@ -55,7 +55,8 @@ RULES_KEY = "cgroup"  # the [[cgroup]] array of tables
 MAX_CONFIG_BYTES = 16 << 20
 
 PRIORITY = Check(lambda v: 0 <= v <= MAX_PRIORITY, f"0..{MAX_PRIORITY}")
-ABSOLUTE_PATH = Check(lambda v: v.startswith("/"), 'starting with "/"')
+ABSOLUTE_PATH = Check(lambda v: v.startswith("/") and "\0" not in v,
+                      'starting with "/", without NUL characters')
 
 
 # --- the sections (declared with prioomd.options) ---------------------------------

@@ -171,7 +171,8 @@ class GuardConfig:
 class AuditConfig:
     """[audit]: one JSON line per decision and per miss, and a journal entry."""
 
-    file: str = option("/var/log/prioomd/audit.jsonl", "JSON lines audit file ('' = none).")
+    file: str = option("/var/log/prioomd/audit.jsonl", "JSON lines audit file ('' = none).",
+                       Check(lambda v: "\0" not in v, "without NUL characters"))
     journal: bool = option(True, "Send structured records to journald when it runs.")
 
 

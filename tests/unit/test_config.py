@@ -195,9 +195,11 @@ def test_daemon_key_errors() -> None:
     assert error_of('[daemon]\nmax_candidates = "5"') == (
         f'{SRC}: [daemon] max_candidates = "5" (a string): must be an integer >= 1')
     assert error_of('[daemon]\ncgroup_root = "sys/fs/cgroup"') == (
-        f'{SRC}: [daemon] cgroup_root = "sys/fs/cgroup": must be a string starting with "/"')
+        f'{SRC}: [daemon] cgroup_root = "sys/fs/cgroup": must be a string starting with "/", '
+        'without NUL characters')
     assert error_of("[daemon]\ncgroup_root = 1") == (
-        f'{SRC}: [daemon] cgroup_root = 1 (an integer): must be a string starting with "/"')
+        f'{SRC}: [daemon] cgroup_root = 1 (an integer): must be a string starting with "/", '
+        'without NUL characters')
 
 
 def test_hint_priorities_are_checked() -> None:
@@ -258,7 +260,8 @@ def test_rule_bad_path(path: str, why: str) -> None:
 
 def test_rule_path_wrong_type() -> None:
     msg = error_of(rule("path = 5\npriority = 1"))
-    assert msg == f'{SRC}: [[cgroup]] #1 path = 5 (an integer): must be a string starting with "/"'
+    assert msg == (f'{SRC}: [[cgroup]] #1 path = 5 (an integer): must be a string starting '
+                   'with "/", without NUL characters')
 
 
 def test_rule_on_root_points_to_root_section() -> None:
@@ -446,3 +449,10 @@ def test_a_symlink_to_a_regular_file_is_read(tmp_path: Path) -> None:
     link = tmp_path / "prioomd.toml"
     link.symlink_to(target)
     assert load_config(link).root.use_priority_oom is True
+
+
+@pytest.mark.parametrize("body", ['[daemon]\ncgroup_root = "/sys/fs/cgroup\\u0000x"',
+                                  '[audit]\nfile = "/var/log/a\\u0000b"'])
+def test_paths_with_nul_are_refused(body: str) -> None:
+    """os functions raise ValueError on a NUL byte: run would die of the cgroup root."""
+    assert "without NUL characters" in error_of(body + "\n")
