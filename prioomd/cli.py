@@ -286,7 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop after this long (smoke tests, demos)")
     s.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("check-config", parents=[common], help="validate the config; exit 0 or 2")
+    s = sub.add_parser("check-config", parents=[common],
+                       help="validate the config with every check run and reload make; "
+                            "exit 0 or 2")
     s.add_argument("file", nargs="?", help="the config file (same as --config)")
     s.set_defaults(func=cmd_check_config)
     s = sub.add_parser("tree", parents=[common],

@@ -112,14 +112,25 @@ def test_kernel_kill_is_audited_as_a_miss(fake_root, tmp_path, sleepers, monkeyp
     assert misses[0]["domain"] == "/"
 
 
-def test_bad_config_on_reload_keeps_the_old_one(fake_root, tmp_path, sleepers):
+@pytest.mark.parametrize("bad", [
+    "[root]\nuse_priority_oom = 7\n",
+    # accepted by check-config once, then fatal in the reload or in the loop after it
+    "[detect]\nheadroom_min_mib = 2000\n",
+    "[detect]\npoll_min_s = 5.0\n",
+    "[detect]\npoll_max_s = inf\n",
+    "[detect]\nmem_available_floor_pct = 20.0\n",
+    "[detect]\ntrigger_stall_ms = 3000\n",
+])
+def test_bad_config_on_reload_keeps_the_old_one(fake_root, tmp_path, sleepers, bad):
     root, proc, _ = _tree(fake_root, sleepers, mem_available_kb=3 * GiB_KB)
     d, _ = _run(root, proc, tmp_path, seconds=0.1)
     old = d.cfg
-    (tmp_path / "prioomd.toml").write_text("[root]\nuse_priority_oom = 7\n")
+    (tmp_path / "prioomd.toml").write_text(bad)
     with EventLoop(signals=False) as loop:
         d.reload(loop)
-    assert d.cfg is old
+        d._handle(loop, [])  # the loop goes on: one more wake-up, its next timeout
+        assert 0 < d._timeout() <= old.detect.poll_max_s
+    assert d.cfg is old and set(d.states) == {"/"}
 
 
 class _SignalledButNotGone:
