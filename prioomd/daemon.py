@@ -86,7 +86,11 @@ class Daemon:
         floor = self.cfg.detect.mem_available_floor_pct
 
         def grace_allowed() -> bool:  # a SIGTERM grace only while above the floor
-            s = domains.sample_root(self.sources.proc_root, self.sources.clock)
+            try:
+                s = domains.sample_root(self.sources.proc_root, self.sources.clock)
+            except (OSError, ValueError, Vanished) as exc:  # no numbers: no grace
+                log.warning("no SIGTERM grace: cannot read memory: %s", exc)
+                return False
             return s.mem_available_bytes * 100 >= s.mem_total_bytes * floor
 
         policy = kill.KillPolicy(sigterm_grace_s=self.cfg.kill.sigterm_grace_s,

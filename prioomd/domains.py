@@ -74,9 +74,13 @@ def discover(tbl: table.PriorityTable, sources: Sources) -> tuple[list[Domain], 
 
 
 def sample_root(proc_root: str, clock: Callable[[], float]) -> detect.RootSample:
-    """MemAvailable, swap and PSI of the whole machine: two small reads."""
+    """MemAvailable, swap and PSI of the whole machine: two small reads. PSI is
+    None on a kernel without it (psi=0, or built without): the floor needs none."""
     info = procfs.read_meminfo(proc_root)
-    psi = cgroupfs.read_pressure(os.path.join(proc_root, "pressure", "memory"))
+    try:
+        psi = cgroupfs.read_pressure(os.path.join(proc_root, "pressure", "memory"))
+    except Vanished:  # no /proc/pressure at all: /proc itself cannot vanish
+        psi = None
     return detect.RootSample(
         mem_total_bytes=info.get("MemTotal", 0),
         mem_available_bytes=info.get("MemAvailable", info.get("MemFree", 0)),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -156,3 +157,28 @@ def test_a_signalled_victim_that_did_not_exit_closes_the_gate(fake_root, tmp_pat
     assert killer.calls == 1  # the gate waits for the first victim instead
     assert loop.watched == [pids[301]] and d.gate.waiting("/")
     assert d.kills == 0
+
+
+def _without_psi(proc):
+    """A kernel booted with psi=0 or built without PSI: no /proc/pressure at all."""
+    shutil.rmtree(os.path.join(proc, "pressure"))
+
+
+def test_no_psi_kernel_still_kills_at_the_floor(fake_root, tmp_path, sleepers):
+    root, proc, pids = _tree(fake_root, sleepers, mem_available_kb=100_000)  # 2.4 %
+    _without_psi(proc)
+    d, records = _run(root, proc, tmp_path)
+    assert "/" in d.states
+    assert [(r["outcome"], r["victim_pids"]) for r in records] == [("dry-run", [pids[301]])]
+    assert records[0]["trigger"].startswith("floor")
+
+
+def test_no_psi_kernel_grace_check_answers(fake_root, tmp_path, sleepers):
+    root, proc, _ = _tree(fake_root, sleepers, mem_available_kb=3 * GiB_KB)
+    _without_psi(proc)
+    d, _ = _run(root, proc, tmp_path, text="[root]\nuse_priority_oom = true\n"
+                "[kill]\nsigterm_grace_s = 2\n", seconds=0.1)
+    grace_allowed = d.killer.policy.grace_only_if
+    assert grace_allowed is not None and grace_allowed() is True  # plenty above the floor
+    os.remove(os.path.join(proc, "meminfo"))  # unreadable: no grace, SIGKILL at once
+    assert grace_allowed() is False
