@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 CONFIG_KEY = "config"
 RESCAN_S = 30.0  # new cgroups with use_priority_oom are found within this
 QUIET_REPEAT_S = 30.0  # a domain with nothing to kill is reported at most this often
+ERROR_BACKOFF_S = 0.1  # after the loop itself failed: no busy spin on a persistent error
 
 
 @dataclass
@@ -75,6 +77,8 @@ class Daemon:
         self.killer = self._make_killer()
         self.states: dict[str, _DomainState] = {}
         self.kills = 0
+        self.errors = 0  # internal errors contained by _contained
+        self._error_quiet_until: dict[tuple[str, str], float] = {}
         self._stopping = False
         self._started_at = 0.0
         self._next_rescan = 0.0
@@ -175,9 +179,10 @@ class Daemon:
                      len(self.states))
             try:
                 while not self._stopping:
-                    events = loop.wait(self._timeout())
-                    self._handle(loop, events)
-                    self.notifier.watchdog()
+                    if self._contained("the event loop", self._iterate, loop):
+                        self.notifier.watchdog()
+                    else:  # no ping: a loop that keeps failing is restarted
+                        time.sleep(ERROR_BACKOFF_S)
             finally:
                 self.notifier.stopping()
                 self.guard.restore_all()
@@ -193,40 +198,68 @@ class Daemon:
             t = min(t, self.notifier.watchdog_interval_s)
         return t
 
+    def _iterate(self, loop: EventLoop) -> None:
+        self._handle(loop, loop.wait(self._timeout()))
+
+    def _contained(self, what: str, fn: Callable[..., object], *args: object) -> bool:
+        """Run one unit of work (one event, one domain's check). A bug in it is
+        logged (with its traceback the first time) and counted in the status: no
+        bookkeeping error may end the loop. False when it raised."""
+        try:
+            fn(*args)
+            return True
+        except Exception as exc:  # the point: contain, log, count, carry on
+            self.errors += 1
+            kind = (what, type(exc).__name__)
+            now = self.sources.clock()
+            if kind not in self._error_quiet_until:
+                log.exception("internal error in %s (carrying on; %d so far)", what,
+                              self.errors)
+            elif now >= self._error_quiet_until[kind]:
+                log.error("internal error in %s again: %r (carrying on; %d so far)", what,
+                          exc, self.errors)
+            else:
+                return False
+            self._error_quiet_until[kind] = now + QUIET_REPEAT_S
+            return False
+
     def _handle(self, loop: EventLoop, events: list[Event]) -> None:
         now = self.sources.clock()
         woken: dict[str, str] = {}  # domain -> what woke it
         for ev in events:
-            if ev.kind == "signal-stop":
-                log.info("stopping on signal")
-                self._stopping = True
-            elif ev.kind == "signal-reload" or (ev.kind == "file-changed"
-                                                and ev.key == CONFIG_KEY):
-                self.reload(loop)
-            elif ev.kind == "proc-exit" and ev.key in self._victims:
-                loop.remove(ev.key)
-                self.gate.note_exit(self._victims.pop(ev.key))
-            elif ev.kind == "gone" and ":" in ev.key:
-                path = ev.key.split(":", 1)[1]
-                if path in self.states:
-                    log.info("domain %s went away", path)
-                    self._disarm(loop, path)
-            elif ev.kind in ("psi", "file-changed") and ":" in ev.key:
-                woken[ev.key.split(":", 1)[1]] = "psi" if ev.kind == "psi" else "memory.events"
+            self._contained(f"a {ev.kind} event", self._on_event, loop, ev, woken)
         if self._stopping:
             return
         if now >= self._next_rescan:
-            self._arm(loop)
+            self._contained("the domain rescan", self._arm, loop)
         polling = {k.split(":", 1)[1] for k in loop.polling_keys()}
         for path, state in list(self.states.items()):
             # The root is cheap to sample: every wake-up. A cgroup domain only
             # when it signalled, or when its PSI trigger fell back to polling.
             if state.domain.is_root or path in woken or path in polling:
-                self._check(state, woken.get(path, "poll"))
+                self._contained(f"the check of {path}", self._check, state,
+                                woken.get(path, "poll"))
         self.notifier.status(self._status())
         if self.exit_after_s is not None and now - self._started_at >= self.exit_after_s:
             log.info("stopping: --exit-after %g s reached", self.exit_after_s)
             self._stopping = True
+
+    def _on_event(self, loop: EventLoop, ev: Event, woken: dict[str, str]) -> None:
+        if ev.kind == "signal-stop":
+            log.info("stopping on signal")
+            self._stopping = True
+        elif ev.kind == "signal-reload" or (ev.kind == "file-changed" and ev.key == CONFIG_KEY):
+            self.reload(loop)
+        elif ev.kind == "proc-exit" and ev.key in self._victims:
+            loop.remove(ev.key)
+            self.gate.note_exit(self._victims.pop(ev.key))
+        elif ev.kind == "gone" and ":" in ev.key:
+            path = ev.key.split(":", 1)[1]
+            if path in self.states:
+                log.info("domain %s went away", path)
+                self._disarm(loop, path)
+        elif ev.kind in ("psi", "file-changed") and ":" in ev.key:
+            woken[ev.key.split(":", 1)[1]] = "psi" if ev.kind == "psi" else "memory.events"
 
     def _check(self, state: _DomainState, woke_by: str) -> None:
         dom = state.domain
@@ -368,5 +401,6 @@ class Daemon:
 
     def _status(self) -> str:
         mode = "dry-run, " if self.dry_run else ""
-        return (f"{mode}{len(self.states)} domain(s), {self.kills} kill(s), "
+        errors = f", {self.errors} internal error(s)" if self.errors else ""
+        return (f"{mode}{len(self.states)} domain(s), {self.kills} kill(s){errors}, "
                 f"walk {select.DEFAULT_BACKEND}")

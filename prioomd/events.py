@@ -224,7 +224,14 @@ class EventLoop:
 
     def watch_pid(self, key: str, pid: int) -> None:
         """Report ``proc-exit`` under ``key`` once every thread of ``pid`` has exited
-        (a pidfd; needs Linux 5.3). Already gone: the event comes on the next wait."""
+        (a pidfd; needs Linux 5.3). Already gone: the event comes on the next wait.
+        A key already watched for the same pid keeps its pidfd (it pins the earlier,
+        possibly still exiting, instance); for another pid the old watch is dropped."""
+        held = self._pidfds.get(key)
+        if held is not None:
+            if held[1] == pid:
+                return
+            self._drop_pid(key)
         try:
             fd = os.pidfd_open(pid)
         except ProcessLookupError:
@@ -308,7 +315,11 @@ class EventLoop:
                     path, kind = self._psi[key][1:]
                     out.setdefault(("psi", key), Event("psi", key, {"path": path, "kind": kind}))
             elif role == "pid":
-                pid = self._pidfds[key][1]
+                held = self._pidfds.get(key)
+                if held is None or held[0] != fd:  # not ours any more: never a KeyError
+                    self._unregister(fd)
+                    continue
+                pid = held[1]
                 out.setdefault(("proc-exit", key),
                                Event("proc-exit", key, {"pid": pid, "source": "pidfd"}))
                 self._drop_pid(key)

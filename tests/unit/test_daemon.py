@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from prioomd import config, daemon, snapshot
-from prioomd.events import EventLoop
+from prioomd.events import Event, EventLoop
 from tests import fakefs, trees
 
 GiB_KB = 1 << 20
@@ -182,3 +182,61 @@ def test_no_psi_kernel_grace_check_answers(fake_root, tmp_path, sleepers):
     assert grace_allowed is not None and grace_allowed() is True  # plenty above the floor
     os.remove(os.path.join(proc, "meminfo"))  # unreadable: no grace, SIGKILL at once
     assert grace_allowed() is False
+
+
+class _Broken:
+    """A killer with a bug: every kill path raises."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def execute(self, decision, recheck=None):
+        self.calls += 1
+        raise KeyError("victim:42")
+
+
+def _raise(*args):
+    raise RuntimeError("a bug")
+
+
+def test_a_bug_in_one_event_is_contained_logged_once_and_counted(
+        fake_root, tmp_path, sleepers, caplog):
+    root, proc, _ = _tree(fake_root, sleepers, mem_available_kb=100_000)
+    d, _ = _run(root, proc, tmp_path, seconds=0.1)
+    d.dry_run, d.exit_after_s, d._stopping = False, None, False
+    d.killer = killer = _Broken()
+    with EventLoop(signals=False) as loop, caplog.at_level("ERROR", "prioomd.daemon"):
+        for _ in range(3):  # three wake-ups under the shortage, each meets the bug
+            d.states["/"].cooldown_until = 0.0
+            d._handle(loop, [Event("timeout")])
+        d.reload = _raise  # a failing event does not keep the next one from its turn
+        d._handle(loop, [Event("signal-reload"), Event("signal-stop")])
+    assert killer.calls == 3 and d.errors == 4
+    assert d._stopping
+    assert "4 internal error(s)" in d._status()
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) == 2  # once per kind of failure, not once per occurrence
+    assert "KeyError" in caplog.text and "RuntimeError" in caplog.text
+
+
+class _FailingOnce(EventLoop):
+    def __init__(self):
+        super().__init__(signals=False)
+        self.waits = 0
+
+    def wait(self, timeout_s=None):
+        self.waits += 1
+        if self.waits == 1:
+            raise KeyError("victim:7")  # the bookkeeping bug of issue 7 item 8
+        return [Event("signal-stop")]
+
+
+def test_a_failing_wait_does_not_end_the_loop(fake_root, tmp_path, sleepers):
+    root, proc, _ = _tree(fake_root, sleepers, mem_available_kb=3 * GiB_KB)
+    conf = tmp_path / "prioomd.toml"
+    conf.write_text("[root]\nuse_priority_oom = true\n[audit]\nfile = ''\njournal = false\n")
+    d = daemon.Daemon(config.load_config(str(conf)), str(conf),
+                      snapshot.Sources(cgroup_root=root, proc_root=proc), dry_run=True,
+                      loop_factory=_FailingOnce, protect=lambda: [])
+    assert d.run() == 0
+    assert d.errors == 1
