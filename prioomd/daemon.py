@@ -151,9 +151,13 @@ class Daemon:
 
     def _self_test(self) -> None:
         """One full decision per domain in dry-run: proves paths and permissions."""
-        for state in self.states.values():
+        for state in list(self.states.values()):
             t0 = self.sources.clock()
-            decision = self._decide(state.domain)
+            try:
+                decision = self._decide(state.domain)
+            except (Vanished, OSError, ValueError) as exc:  # gone since discovery: a skip
+                log.info("self-test %s skipped: %s", state.domain.path, exc)
+                continue
             took_ms = (self.sources.clock() - t0) * 1000
             first = decision.candidates[0] if decision.candidates else None
             log.info("self-test %s: %s in %.0f ms; now the victim would be %s", state.domain.path,

@@ -240,3 +240,39 @@ def test_a_failing_wait_does_not_end_the_loop(fake_root, tmp_path, sleepers):
                       loop_factory=_FailingOnce, protect=lambda: [])
     assert d.run() == 0
     assert d.errors == 1
+
+
+class _Notes:
+    watchdog_interval_s = None
+
+    def __init__(self):
+        self.sent = []
+
+    def __getattr__(self, name):
+        return lambda *args: self.sent.append(name)
+
+
+def test_domain_vanishing_before_the_reload_self_test_is_a_logged_skip(
+        fake_root, tmp_path, sleepers, monkeypatch, caplog):
+    root, proc, _ = _tree(fake_root, sleepers, mem_available_kb=3 * GiB_KB)
+    os.setxattr(os.path.join(root, "B"), trees.UPO, b"1")
+    with open(os.path.join(root, "B", "memory.max"), "w") as f:
+        f.write(str(1 << 30))
+    d, _ = _run(root, proc, tmp_path, seconds=0.1)
+    d.notifier = notes = _Notes()
+    arm = d._arm
+
+    def arm_then_vanish(loop):  # /B goes away right after discovery and arming
+        arm(loop)
+        shutil.rmtree(os.path.join(root, "B"))
+
+    monkeypatch.setattr(d, "_arm", arm_then_vanish)
+    (tmp_path / "prioomd.toml").write_text(
+        "[root]\nuse_priority_oom = true\n[audit]\nfile = ''\njournal = false\n"
+        "[detect]\npost_action_delay_s = 7\n")
+    d.states.clear()  # rediscover /B, as a reload that newly enables it would
+    with EventLoop(signals=False) as loop, caplog.at_level("INFO", "prioomd.daemon"):
+        d.reload(loop)
+    assert d.cfg.detect.post_action_delay_s == 7  # the new config is in force
+    assert notes.sent[-1] == "ready"
+    assert "self-test /B skipped" in caplog.text
