@@ -103,7 +103,8 @@ class Daemon:
                                  mrelease=self.cfg.kill.mrelease)
         return kill.Killer(self.sources.cgroup_root, proc_root=self.sources.proc_root,
                            clock=self.sources.clock, dry_run=self.dry_run,
-                           protected_pids={1, os.getpid()}, policy=policy)
+                           protected_pids={1, os.getpid()}, policy=policy,
+                           keepalive=lambda: self.notifier.watchdog())
 
     def _arm(self, loop: EventLoop) -> None:
         """Discover the enabled domains and arm a wake-up source for each."""
@@ -333,6 +334,7 @@ class Daemon:
                                   self.cfg.detect.cgroup_thresholds()) is not None
 
         log.info("%s: %s", dom.path, threat.reason)
+        self.notifier.watchdog()  # the snapshot is behind us; the kill pings as it waits
         result = self.killer.execute(decision, recheck=still_threatened)
         self._emit(decision, result, trigger, detected_at, threat)
         if result.candidate is not None and result.signal_sent_at is not None \

@@ -276,3 +276,11 @@ def test_domain_vanishing_before_the_reload_self_test_is_a_logged_skip(
     assert d.cfg.detect.post_action_delay_s == 7  # the new config is in force
     assert notes.sent[-1] == "ready"
     assert "self-test /B skipped" in caplog.text
+
+
+def test_the_kill_path_feeds_the_watchdog_while_it_waits(fake_root, tmp_path, sleepers):
+    root, proc, _ = _tree(fake_root, sleepers, mem_available_kb=3 * GiB_KB)
+    d, _ = _run(root, proc, tmp_path, seconds=0.1)
+    d.notifier = notes = _Notes()
+    d.killer._wait(None, 0, 0.001)  # one slice of a grace or confirmation wait
+    assert notes.sent == ["watchdog"]
