@@ -22,6 +22,7 @@ from prioomd import (
     config,
     detect,
     domains,
+    guard,
     kill,
     procfs,
     select,
@@ -57,6 +58,7 @@ class Daemon:
                  *, dry_run: bool, exit_after_s: float | None = None,
                  notifier: Notifier | None = None,
                  loop_factory: Callable[[], EventLoop] = EventLoop,
+                 runtime_dir: str | None = None,
                  protect: Callable[[], list[str]] = selfprotect.protect_self) -> None:
         self.cfg = cfg
         self.config_path = config_path
@@ -69,7 +71,7 @@ class Daemon:
         self.table = table.PriorityTable(cfg)
         self.gate = PostActionGate(delay_s=cfg.detect.post_action_delay_s,
                                    stuck_victim_s=max(30.0, cfg.detect.post_action_delay_s))
-        self.guard = domains.Guard(cfg.detect.cgroup_thresholds())
+        self.guard = guard.Guard(cfg.detect.cgroup_thresholds(), runtime_dir)
         self.sink = audit.AuditSink(cfg.audit.file or None,
                                     journal_send=audit.journal_sender() if cfg.audit.journal
                                     else None,
@@ -174,6 +176,7 @@ class Daemon:
             info = loop.enable_proc_events()
             log.info("process events: %s", info.reason)
             self._arm(loop)
+            self.guard.settle()  # a crashed run's guards that this run did not take over
             # Everything is imported and the first decisions are warm: lock it in.
             for warning in self._protect():
                 log.warning("%s", warning)
