@@ -30,6 +30,7 @@ from prioomd import (
     snapshot,
     table,
 )
+from prioomd.contain import Containment
 from prioomd.errors import ConfigError, Vanished
 from prioomd.events import Event, EventLoop
 from prioomd.gate import PostActionGate
@@ -79,11 +80,11 @@ class Daemon:
         self.killer = self._make_killer()
         self.states: dict[str, _DomainState] = {}
         self.kills = 0
-        self.errors = 0  # internal errors contained by _contained
-        self._error_quiet_until: dict[tuple[str, str], float] = {}
+        self._contained = Containment(sources.clock)  # per event: bugs never end the loop
         self._stopping = False
         self._started_at = 0.0
         self._next_rescan = 0.0
+        self._config_watched = False
         self._victims: dict[str, int] = {}  # watch key -> pid of a victim not yet gone
         self.loop: EventLoop | None = None
 
@@ -107,6 +108,18 @@ class Daemon:
                            clock=self.sources.clock, dry_run=self.dry_run,
                            protected_pids={1, os.getpid()}, policy=policy,
                            keepalive=lambda: self.notifier.watchdog())
+
+    def _watch_config(self, loop: EventLoop) -> bool:
+        """Watch the config file's directory; False while it does not exist."""
+        if not self.config_path:
+            return False
+        try:
+            loop.watch_config(CONFIG_KEY, self.config_path)
+        except OSError as exc:
+            log.debug("config %s not watched: %s", self.config_path, exc)
+            return False
+        self._config_watched = True
+        return True
 
     def _arm(self, loop: EventLoop) -> None:
         """Discover the enabled domains and arm a wake-up source for each."""
@@ -171,21 +184,8 @@ class Daemon:
     def run(self) -> int:
         with self._loop_factory() as loop:
             self.loop = loop
-            if self.config_path:
-                loop.watch_config(CONFIG_KEY, self.config_path)
-            info = loop.enable_proc_events()
-            log.info("process events: %s", info.reason)
-            self._arm(loop)
-            self.guard.settle()  # a crashed run's guards that this run did not take over
-            # Everything is imported and the first decisions are warm: lock it in.
-            for warning in self._protect():
-                log.warning("%s", warning)
-            self._self_test()
-            self._started_at = self.sources.clock()
-            self.notifier.ready(self._status())
-            log.info("prioomd running%s: %d domain(s)", " in dry-run" if self.dry_run else "",
-                     len(self.states))
-            try:
+            try:  # from the first guard set on: whatever happens, it is put back
+                self._start(loop)
                 while not self._stopping:
                     if self._contained("the event loop", self._iterate, loop):
                         self.notifier.watchdog()
@@ -196,6 +196,20 @@ class Daemon:
                 self.guard.restore_all()
                 self.sink.close()
         return 0
+
+    def _start(self, loop: EventLoop) -> None:
+        self._watch_config(loop)
+        log.info("process events: %s", loop.enable_proc_events().reason)
+        self._arm(loop)
+        self.guard.settle()  # a crashed run's guards that this run did not take over
+        # Everything is imported and the first decisions are warm: lock it in.
+        for warning in self._protect():
+            log.warning("%s", warning)
+        self._self_test()
+        self._started_at = self.sources.clock()
+        self.notifier.ready(self._status())
+        log.info("prioomd running%s: %d domain(s)", " in dry-run" if self.dry_run else "",
+                 len(self.states))
 
     def _timeout(self) -> float:
         t = self.cfg.detect.poll_max_s
@@ -209,28 +223,6 @@ class Daemon:
     def _iterate(self, loop: EventLoop) -> None:
         self._handle(loop, loop.wait(self._timeout()))
 
-    def _contained(self, what: str, fn: Callable[..., object], *args: object) -> bool:
-        """Run one unit of work (one event, one domain's check). A bug in it is
-        logged (with its traceback the first time) and counted in the status: no
-        bookkeeping error may end the loop. False when it raised."""
-        try:
-            fn(*args)
-            return True
-        except Exception as exc:  # the point: contain, log, count, carry on
-            self.errors += 1
-            kind = (what, type(exc).__name__)
-            now = self.sources.clock()
-            if kind not in self._error_quiet_until:
-                log.exception("internal error in %s (carrying on; %d so far)", what,
-                              self.errors)
-            elif now >= self._error_quiet_until[kind]:
-                log.error("internal error in %s again: %r (carrying on; %d so far)", what,
-                          exc, self.errors)
-            else:
-                return False
-            self._error_quiet_until[kind] = now + QUIET_REPEAT_S
-            return False
-
     def _handle(self, loop: EventLoop, events: list[Event]) -> None:
         now = self.sources.clock()
         woken: dict[str, str] = {}  # domain -> what woke it
@@ -238,6 +230,8 @@ class Daemon:
             self._contained(f"a {ev.kind} event", self._on_event, loop, ev, woken)
         if self._stopping:
             return
+        if self.config_path and not self._config_watched and self._watch_config(loop):
+            self._contained("the reload", self.reload, loop)  # it came back, maybe new
         if now >= self._next_rescan:
             self._contained("the domain rescan", self._arm, loop)
         polling = {k.split(":", 1)[1] for k in loop.polling_keys()}
@@ -261,6 +255,10 @@ class Daemon:
         elif ev.kind == "proc-exit" and ev.key in self._victims:
             loop.remove(ev.key)
             self.gate.note_exit(self._victims.pop(ev.key))
+        elif ev.kind == "gone" and ev.key == CONFIG_KEY:
+            self._config_watched = False
+            log.warning("the directory of %s went away; the config in force stays, and is "
+                        "reloaded once it is back", self.config_path)
         elif ev.kind == "gone" and ":" in ev.key:
             path = ev.key.split(":", 1)[1]
             if path in self.states:
@@ -407,6 +405,11 @@ class Daemon:
                  len(self.states))
         self._self_test()  # what the new table would choose now, in the log
         self.notifier.ready(self._status())
+
+    @property
+    def errors(self) -> int:
+        """Internal errors contained so far."""
+        return self._contained.count
 
     def _status(self) -> str:
         mode = "dry-run, " if self.dry_run else ""

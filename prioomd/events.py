@@ -11,7 +11,9 @@ Event kinds (``Event.kind``), with ``Event.key`` the caller's registration key:
 * ``file-changed``: a watched kernfs file was modified, or a watched config
   file was closed after writing or renamed into place. Coalesced per ``wait``.
 * ``gone``: the cgroup behind the key was removed (POLLERR on its PSI fd, or
-  IN_DELETE of its directory). Everything registered under the key is dropped.
+  IN_DELETE of its directory), or a watched config file's directory was removed
+  (``watch_config`` it again once it is back). Everything registered under the
+  key is dropped.
 * ``proc-exit``: a pid watched with ``watch_pid`` exited (pidfd), or, under
   ``PROC_KEY``, a process (thread-group leader) exited (connector).
 * ``proc-fork``: under ``PROC_KEY``, a new process (connector, if asked for).
@@ -344,7 +346,7 @@ class EventLoop:
             for w in self._wd_watches.get(ev.wd, ()):
                 if ev.mask & _F.IGNORED:  # the kernel dropped the watch: file or fs gone
                     self._wd_watches.pop(ev.wd, None)
-                    if w.role == "file":
+                    if w.role in ("file", "config"):  # config: its directory went away
                         gone.append(w.key)
                         out.setdefault(("gone", w.key), Event("gone", w.key,
                                                               {"source": "inotify"}))

@@ -284,3 +284,29 @@ def test_the_kill_path_feeds_the_watchdog_while_it_waits(fake_root, tmp_path, sl
     d.notifier = notes = _Notes()
     d.killer._wait(None, 0, 0.001)  # one slice of a grace or confirmation wait
     assert notes.sent == ["watchdog"]
+
+
+def test_config_directory_removed_and_recreated(fake_root, tmp_path, sleepers, caplog):
+    root, proc, _ = _tree(fake_root, sleepers, mem_available_kb=3 * GiB_KB)
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    conf = etc / "prioomd.toml"
+    base = "[root]\nuse_priority_oom = true\n[audit]\nfile = ''\njournal = false\n"
+    conf.write_text(base)
+    d = daemon.Daemon(config.load_config(str(conf)), str(conf),
+                      snapshot.Sources(cgroup_root=root, proc_root=proc), dry_run=True,
+                      protect=lambda: [])
+    with EventLoop(signals=False) as loop, caplog.at_level("INFO", "prioomd.daemon"):
+        assert d._watch_config(loop)
+        shutil.rmtree(etc)
+        d._handle(loop, loop.wait(5.0))
+        assert "went away" in caplog.text and d.cfg.detect.post_action_delay_s != 9
+        d._handle(loop, [Event("timeout")])  # still gone: nothing to do, nothing breaks
+        etc.mkdir()
+        conf.write_text(base + "[detect]\npost_action_delay_s = 9\n")
+        d._handle(loop, [Event("timeout")])  # back: watched again, and read
+        assert d.cfg.detect.post_action_delay_s == 9
+        conf.write_text(base + "[detect]\npost_action_delay_s = 11\n")
+        d._handle(loop, loop.wait(5.0))  # and its changes are seen again
+        assert d.cfg.detect.post_action_delay_s == 11
+    assert d.errors == 0
