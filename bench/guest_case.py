@@ -253,7 +253,8 @@ def run_case(killer_name: str, scenario: str, rate_mib: str, window_s: float,
             leak = rate_mib == "max"
             sc.hog(names["mid"], name="mid", leak=leak, fill=fill, ready=False,
                    rate=0 if leak else int(float(rate_mib) * MIB))
-        avail_min = _watch(sc, t_leak, want=2 if scenario != "limit" else 1, timeout=240)
+        stop_on = {"lo", "hi"} if scenario == "limit" else {"mid", "high"}
+        avail_min = _watch(sc, t_leak, stop_on, timeout=240)
         signal_at = killer.first_signal_at()
         killer.stop()
         rep = sc.report()
@@ -279,16 +280,17 @@ def run_case(killer_name: str, scenario: str, rate_mib: str, window_s: float,
     return result
 
 
-def _watch(sc: Scenario, t_leak: float, want: int, timeout: float) -> float:
-    """Wait until `want` workloads died (or timeout); the lowest MemAvailable (MiB)
-    seen before the first death: the headroom the killer left when it acted."""
+def _watch(sc: Scenario, t_leak: float, stop_on: set[str], timeout: float) -> float:
+    """Wait until one of `stop_on` died (the leaker, or what must survive) or timeout;
+    return the lowest MemAvailable (MiB) seen before the first death: the headroom the
+    killer left when it acted."""
     avail_min = float("inf")
     deadline = t_leak + timeout
     while time.monotonic() < deadline:
         sc._reap()
         if not sc.deaths:
             avail_min = min(avail_min, meminfo("MemAvailable") / MIB)
-        if len(sc.deaths) >= want:
+        if any(d.name in stop_on for d in sc.deaths):
             break
         sc._sleep(0.1)
     return round(avail_min, 1)
