@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 CONFIG_KEY = "config"
 RESCAN_S = 30.0  # new cgroups with use_priority_oom are found within this
 QUIET_REPEAT_S = 30.0  # a domain with nothing to kill is reported at most this often
+# A victim that left its cgroup between the walk and the kill makes the ranking stale:
+# decide again, at most this many times per event (a process hopping between cgroups
+# faster than a walk must not keep the daemon in this loop; the next event retries).
+MOVED_REDECISIONS = 3
 
 
 @dataclass
@@ -268,20 +272,7 @@ class Daemon:
              cur: detect.Sample, woke_by: str) -> None:
         dom = state.domain
         detected_at = cur.taken_at
-        try:
-            decision = self._decide(dom)
-        except Vanished:
-            return
         trigger = f"{threat.trigger} ({woke_by})"
-        if decision.outcome != "kill":
-            if cur.taken_at >= state.quiet_until:
-                state.quiet_until = cur.taken_at + QUIET_REPEAT_S
-                log.warning("%s under threat (%s) but %s", dom.path, threat.reason,
-                            decision.reason)
-                self._emit(decision, KillResult(None, decision.outcome, (), None, None, 0,
-                                                decision.reason, self.dry_run),
-                           trigger, detected_at, threat)
-            return
 
         def still_threatened() -> bool:
             try:
@@ -291,9 +282,25 @@ class Daemon:
             return detect.recheck(prev, fresh, self.cfg.detect.root_thresholds(),
                                   self.cfg.detect.cgroup_thresholds()) is not None
 
-        log.info("%s: %s", dom.path, threat.reason)
-        result = self.killer.execute(decision, recheck=still_threatened)
-        self._emit(decision, result, trigger, detected_at, threat)
+        for _round in range(1 + MOVED_REDECISIONS):
+            try:
+                decision = self._decide(dom)
+            except Vanished:
+                return
+            if decision.outcome != "kill":
+                if cur.taken_at >= state.quiet_until:
+                    state.quiet_until = cur.taken_at + QUIET_REPEAT_S
+                    log.warning("%s under threat (%s) but %s", dom.path, threat.reason,
+                                decision.reason)
+                    self._emit(decision, KillResult(None, decision.outcome, (), None, None, 0,
+                                                    decision.reason, self.dry_run),
+                               trigger, detected_at, threat)
+                return
+            log.info("%s: %s", dom.path, threat.reason)
+            result = self.killer.execute(decision, recheck=still_threatened)
+            self._emit(decision, result, trigger, detected_at, threat)
+            if result.outcome != "moved":  # the victim left its cgroup: decide again
+                break
         if result.candidate is not None and result.signal_sent_at is not None \
                 and not self.dry_run:
             # Killed, or signalled without a confirmed exit ("failed", e.g. stuck in

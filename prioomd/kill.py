@@ -1,11 +1,14 @@
 """The only place that kills: cgroup.kill, pidfd signals, process_mrelease.
 
 ``Killer.execute(decision)`` walks the ranked candidates in order (STYLE §3) and
-kills at most one. A candidate that vanished, refused or errored before anything
-was sent is an outcome, and the walk falls through to the next one.
+kills at most one. A candidate that exited, refused or errored before anything
+was sent is an outcome, and the walk falls through to the next one. A candidate
+that is alive but no longer under the cgroup the walk chose ("moved") ends the
+walk: the ranking no longer holds, the caller decides again.
 
-One process: pidfd_open, check it is still the walk's choice (same comm, still
-under victim_cgroup, not a kernel thread, zombie, -1000 or already dying), then
+One process: pidfd_open, check it is still the walk's choice (the same process:
+same start time, whatever its name now; still under victim_cgroup as the cgroup
+tree confirms; not a kernel thread, zombie, -1000 or already dying), then
 [SIGTERM + grace, waiting on the pidfd], SIGKILL, process_mrelease, and wait
 for the pidfd to poll readable. Without pidfds (kernel < 5.3) kill(2) is used
 and /proc/PID/stat starttime is re-read before each signal (pid-reuse guard).
@@ -53,6 +56,7 @@ EVENTS_TICK_S = 0.1
 # Pidfds opened to mrelease a cgroup kill: the biggest victims are reaped at
 # once, the rest of a large group exits at its own pace.
 MRELEASE_MAX = 64
+_DELETED = " (deleted)"  # proc_cgroup_show(): the cgroup was removed (zombies only)
 _REFUSED_ERRNOS = frozenset({errno.EPERM, errno.EACCES, errno.EROFS})
 # EINVAL: not dying yet / already reaped; ESRCH: gone; ENOSYS: kernel < 5.15.
 _BENIGN_MRELEASE_ERRNOS = frozenset({errno.EINVAL, errno.ESRCH, errno.ENOSYS})
@@ -205,27 +209,59 @@ class Killer:
         return _Step("killed", f"SIGKILL {what}", True, sent_at, exited_at, rss, method)
 
     def _not_victim(self, cand: Candidate, facts: TaskFacts) -> _Step | None:
-        """Why this pid is no longer the candidate the walk chose, or None."""
+        """Why this pid is no longer the candidate the walk chose, or None.
+
+        Identity is the pidfd plus the start time: a new name (prctl, exec) is the
+        same process. A process that left the victim subtree is not the walk's
+        choice any more, and neither are the candidates ranked after it: that is
+        a new decision ("moved", final), never a step to the next candidate.
+        """
         pid = cand.pid
         if facts.is_kthread:
             return _refused(f"pid {pid} is a kernel thread")
         if facts.state in ("Z", "X") or not facts.has_mm:
             return _Step("vanished", f"pid {pid} already exited")
+        if cand.start_ticks and facts.start_ticks != cand.start_ticks:
+            return _Step("vanished", f"pid {pid} started at {facts.start_ticks}, not "
+                         f"{cand.start_ticks}: reused")
         if facts.sigkill_pending:  # an in-flight victim: wait for it, as the kernel does
             return _Step("vanished", f"pid {pid} is already dying: not killing another", True)
         if facts.oom_score_adj == OOM_SCORE_ADJ_MIN:
             return _refused(f"pid {pid} has oom_score_adj -1000 now")
-        if cand.start_ticks and facts.start_ticks != cand.start_ticks:
-            return _Step("vanished", f"pid {pid} started at {facts.start_ticks}, not "
-                         f"{cand.start_ticks}: reused")
-        if cand.comm and facts.comm != cand.comm:
-            return _Step("vanished", f"pid {pid} is now {facts.comm!r}, not {cand.comm!r}: "
-                         "reused or exec'd")
-        cgroup = procfs.read_pid_cgroup(pid, self.proc_root)
-        expected = _join(self._hierarchy_prefix, cand.victim_cgroup)
-        if cgroup is not None and not _under(cgroup, expected):
-            return _Step("vanished", f"pid {pid} is in {cgroup}, not under "
-                         f"{cand.victim_cgroup}: moved or reused")
+        where = self._locate(pid, facts.tid)
+        if where is None or not _under(where, cand.victim_cgroup):
+            seen = "an unknown cgroup" if where is None else repr(where)
+            return _Step("moved", f"pid {pid} is in {seen}, no longer under "
+                         f"{cand.victim_cgroup!r}: a new decision is needed", True)
+        return None
+
+    def _locate(self, pid: int, tid: int) -> str | None:
+        """The cgroup (relative to cgroup_root) the process is in now, or None.
+
+        /proc/PID/cgroup prints tenant-chosen names unescaped, so its text is
+        only a claim: a name may end in " (deleted)" or hold a newline. The claim
+        is believed where that cgroup's cgroup.procs lists the pid; failing that,
+        the claim less a " (deleted)" suffix (the kernel's mark of a removed
+        cgroup). Nothing verified: None.
+        """
+        try:
+            printed = procfs.read_pid_cgroup(pid, self.proc_root, tid)
+        except (OSError, Vanished, ValueError):
+            return None
+        if printed is None:
+            return None
+        claims = [printed]
+        if printed.endswith(_DELETED):
+            claims.append(printed[: -len(_DELETED)])
+        for claim in claims:
+            rel = _strip_prefix(self._hierarchy_prefix, claim)
+            if rel is None:
+                continue
+            try:
+                if pid in cgroupfs.read_procs(cgroupfs.rel_to_abs(self.cgroup_root, rel)):
+                    return rel
+            except (OSError, Vanished, ValueError):
+                continue
         return None
 
     def _send(self, pid: int, pidfd: int | None, facts: TaskFacts, sig: int) -> None:
@@ -379,8 +415,11 @@ class Killer:
                 return None
             tick = EVENTS_TICK_S if use_kill_file and events_fd is not None else POLL_TICK_S
             self._wait(events_fd, select.POLLPRI, min(left, tick))
-            if not use_kill_file:  # repeat until empty: forks that raced a round get theirs
-                self._kill_round(path, cand, verdicts)
+            # Repeat until empty: forks that raced a round get theirs. After
+            # cgroup.kill too: it signals each leader thread alone, and a leader
+            # that already exited (pthread_exit() in main) takes no signal, so
+            # its live threads run on; kill(2) signals the whole thread group.
+            self._kill_round(path, cand, verdicts)
 
     def _populated(self, events_fd: int | None, path: str) -> bool:
         """cgroup.events "populated", read through the fd we poll (a read re-arms
@@ -450,8 +489,13 @@ class Killer:
         return facts
 
 
-def _join(prefix: str, path: str) -> str:
-    return path if prefix == "/" else prefix + ("" if path == "/" else path)
+def _strip_prefix(prefix: str, path: str) -> str | None:
+    """A hierarchy path as the cgroup root sees it; None when it lies outside."""
+    if prefix == "/":
+        return path
+    if path == prefix:
+        return "/"
+    return path[len(prefix):] if path.startswith(prefix + "/") else None
 
 
 def _under(path: str, ancestor: str) -> bool:

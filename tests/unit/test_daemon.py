@@ -156,3 +156,40 @@ def test_a_signalled_victim_that_did_not_exit_closes_the_gate(fake_root, tmp_pat
     assert killer.calls == 1  # the gate waits for the first victim instead
     assert loop.watched == [pids[301]] and d.gate.waiting("/")
     assert d.kills == 0
+
+
+class _MovedKiller:
+    """A killer whose first ``moved`` answers say the victim left its cgroup."""
+
+    def __init__(self, moved: int):
+        self.moved = moved
+        self.calls = 0
+
+    def execute(self, decision, recheck=None):
+        from prioomd.model import KillResult
+        self.calls += 1
+        cand = decision.candidates[0]
+        if self.calls <= self.moved:
+            return KillResult(cand, "moved", (), None, None, 0, "left /B/E", False)
+        return KillResult(cand, "killed", (), 1.0, 1.1, 0, "SIGKILL", False)
+
+
+@pytest.mark.parametrize("moved, calls, killed", [
+    (1, 2, True),  # the victim left its cgroup: decide again, kill what the new walk says
+    (99, 1 + daemon.MOVED_REDECISIONS, False),  # a hopper: bounded, the next event retries
+])
+def test_a_victim_that_moved_means_a_new_decision(fake_root, tmp_path, sleepers, moved,
+                                                  calls, killed):
+    root, proc, _ = _tree(fake_root, sleepers, mem_available_kb=100_000)
+    d, _ = _run(root, proc, tmp_path, seconds=0.1)
+    d.dry_run = False
+    d.killer = killer = _MovedKiller(moved)
+    d.loop = _Loop()
+    decided = []
+    real_decide = d._decide
+    d._decide = lambda dom: decided.append(dom.path) or real_decide(dom)
+    state = d.states["/"]
+    state.cooldown_until = 0.0
+    d._check(state, "poll")
+    assert killer.calls == calls and len(decided) == calls
+    assert d.gate.waiting("/") is killed
