@@ -111,8 +111,9 @@ class Killer:
         # /proc/PID/cgroup names cgroups from the hierarchy's top, which is
         # above cgroup_root when prioomd is pointed at a subtree.
         try:
-            with open("/proc/self/mounts", encoding="utf-8", errors="replace") as f:
-                self._hierarchy_prefix = cgroupfs.hierarchy_path(cgroup_root, f.read())
+            with open("/proc/self/mounts", "rb") as f:
+                self._hierarchy_prefix = cgroupfs.hierarchy_path(cgroup_root,
+                                                                 os.fsdecode(f.read()))
         except (OSError, ValueError):
             self._hierarchy_prefix = "/"
         self.proc_root = proc_root

@@ -522,3 +522,11 @@ def test_hierarchy_path(root, expected):
               "cgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0\n"
               "cgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n")
     assert cgroupfs.hierarchy_path(root, mounts) == expected
+
+
+def test_default_cgroup_root_path_that_is_not_utf8(tmp_path):
+    """A mount point is bytes like any path: decoded as os.listdir would decode it."""
+    path = tmp_path / "mounts"
+    path.write_bytes(b"none /srv/cg-\xff\\040v2 cgroup2 rw 0 0\n")
+    root = cgroupfs.default_cgroup_root(str(path))
+    assert root == "/srv/cg-\udcff v2" and os.fsencode(root) == b"/srv/cg-\xff v2"
