@@ -21,6 +21,7 @@ from prioomd import (
     config,
     detect,
     domains,
+    dying,
     kill,
     procfs,
     select,
@@ -77,6 +78,7 @@ class Daemon:
                                     else None,
                                     stderr_is_journal=audit.stderr_is_journal())
         self.killer = self._make_killer()
+        self.dying = dying.DyingWatch(cfg.kill.dying_timeout_s)
         self.states: dict[str, _DomainState] = {}
         self.kills = 0
         self._stopping = False
@@ -265,6 +267,9 @@ class Daemon:
         snap, warnings = snapshot.take(dom.path, self.table, self.sources, total_pages)
         for w in dict.fromkeys(warnings):
             log.debug("%s", w)
+        snap, overdue = self.dying.settle(snap, self.sources.clock())
+        for task in overdue:  # stuck with SIGKILL pending: reap it and stop waiting
+            log.warning("%s: %s", dom.path, self.killer.reap(task.pid, task.start_ticks))
         return select.select_victims(snap, kernel_compat=self.cfg.daemon.kernel_compat,
                                      max_candidates=self.cfg.daemon.max_candidates)
 
@@ -310,6 +315,7 @@ class Daemon:
             self.gate.record_kill(dom.path, pids, cur, expected_bytes=result.freed_bytes)
             assert self.loop is not None
             for pid in pids:
+                self.dying.note_kill(pid, result.signal_sent_at)
                 key = f"victim:{pid}"
                 self._victims[key] = pid
                 self.loop.watch_pid(key, pid)
@@ -362,6 +368,7 @@ class Daemon:
         self.cfg = cfg
         self.table = table.PriorityTable(cfg)
         self.killer = self._make_killer()
+        self.dying.timeout_s = cfg.kill.dying_timeout_s
         self.guard.thresholds = cfg.detect.cgroup_thresholds()
         self._arm(loop)
         log.info("config %s reloaded: %d rules, %d domain(s)", self.config_path, len(cfg.rules),

@@ -33,6 +33,7 @@ import logging
 import os
 import select
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -313,6 +314,38 @@ class Killer:
         if p.sigterm_grace_s <= 0 or (p.grace_only_if is not None and not p.grace_only_if()):
             return 0.0
         return p.sigterm_grace_s
+
+    def reap(self, pid: int, start_ticks: int) -> str:
+        """process_mrelease a process whose SIGKILL has been pending too long
+        (dying.py), as the kernel's OOM reaper would; what was done, for the log.
+
+        The call takes the victim's mmap lock for reading and may block behind a
+        writer that the stuck task itself holds up, so it runs in a thread of its
+        own: the loop never waits on a stuck task.
+        """
+        what = f"pid {pid}, SIGKILL pending too long"
+        if self.dry_run or not (self.policy.mrelease and self._sys.has_pidfd):
+            return f"{what}: not reaped ({'dry-run' if self.dry_run else 'no mrelease'})"
+        try:
+            pidfd = self._sys.pidfd_open(pid)
+        except OSError as exc:
+            return f"{what}: not reaped ({exc.strerror or exc})"
+        try:
+            facts = procfs.read_task(pid, self.proc_root)
+        except (OSError, ValueError):
+            facts = None
+        if facts is None or facts.start_ticks != start_ticks:
+            self._sys.close(pidfd)
+            return f"{what}: gone before the reap"
+
+        def release() -> None:
+            try:
+                self._mrelease(pidfd, what)
+            finally:
+                self._sys.close(pidfd)
+
+        threading.Thread(target=release, name=f"prioomd-reap-{pid}", daemon=True).start()
+        return f"{what}: process_mrelease"
 
     # -- a whole cgroup -------------------------------------------------------
 

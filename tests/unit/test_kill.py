@@ -9,6 +9,7 @@ import os
 import select
 import shutil
 import signal
+import threading
 
 import pytest
 
@@ -625,3 +626,31 @@ def test_cgroup_kill_not_confirmed(gworld, clock):
 def test_bad_kill_cgroup_path_is_a_bug(gworld, clock):
     with pytest.raises(ValueError):
         make_killer(gworld, clock, FakeSys(gworld)).execute(decision(gcand("/g/../h")))
+
+
+# -------------------------------------------------------------------- reaping a stuck victim
+
+
+def _join_reapers() -> None:
+    for t in threading.enumerate():
+        if t.name.startswith("prioomd-reap-"):
+            t.join(timeout=5)
+
+
+def test_reap_mreleases_in_a_thread_and_closes_the_pidfd(world, clock, sys):
+    detail = make_killer(world, clock, sys).reap(100, 1100)
+    _join_reapers()
+    assert "process_mrelease" in detail and sys.mreleased == [100]
+    assert sorted(sys.closed) == sorted(sys.fds) and sys.signals() == []
+
+
+@pytest.mark.parametrize("start, kw, why", [
+    (999, {}, "gone before the reap"),  # the pid names another process now
+    (1100, {"dry_run": True}, "dry-run"),
+    (1100, {"policy": KillPolicy(mrelease=False)}, "no mrelease"),
+])
+def test_reap_only_the_same_process_and_only_for_real(world, clock, sys, start, kw, why):
+    detail = make_killer(world, clock, sys, **kw).reap(100, start)
+    _join_reapers()
+    assert why in detail and sys.mreleased == []
+    assert sorted(sys.closed) == sorted(sys.fds)
