@@ -267,6 +267,9 @@ RENAMER = ("import ctypes, itertools\nlibc = ctypes.CDLL(None)\n"
            "print('ready', flush=True)\n"
            "for i in itertools.count():\n"
            f"    libc.prctl({PR_SET_NAME}, b'hog-%d' % (i % 997), 0, 0, 0)\n")
+EXECER = ("import os, sys, time\nprint('ready', flush=True)\n"
+          "while not os.path.exists(sys.argv[1]):\n    time.sleep(0.01)\n"
+          "os.execvp('sleep', ['sleep', '100'])\n")
 # main() calls pthread_exit() while another thread holds the memory (spec §6.2).
 LEADER_EXITS = ("import ctypes, threading, time\n"
                 "def hold():\n"
@@ -314,6 +317,22 @@ def test_a_process_renaming_itself_keeps_its_kill(host_cgroup_root, host_cgroup,
     result = Killer(host_cgroup_root).execute(_walk(host_cgroup_root, host_cgroup))
     assert result.outcome == "killed" and hog.wait(timeout=5) == -signal.SIGKILL
     assert db.poll() is None
+
+
+def test_a_process_that_execs_after_the_walk_keeps_its_kill(host_cgroup_root, host_cgroup,
+                                                           spawn, tmp_path):
+    """exec() changes comm and everything in /proc but the pid and start time."""
+    low, high = _low_high(host_cgroup)
+    go = tmp_path / "go"
+    hog = spawn([sys.executable, "-c", EXECER, str(go)], cgdir=low, ready=b"ready")
+    db = spawn(["sleep", "100"], cgdir=high)
+    decision = _walk(host_cgroup_root, host_cgroup)
+    assert [c.pid for c in decision.candidates] == [hog.pid, db.pid]
+    go.touch()
+    _until(lambda: _comm(hog.pid) == "sleep", "the exec")
+    result = Killer(host_cgroup_root).execute(decision)
+    assert [a.outcome for a in result.attempts] == ["killed"], result.detail
+    assert hog.wait(timeout=5) == -signal.SIGKILL and db.poll() is None
 
 
 @pytest.mark.parametrize("name", [b"x (deleted)", b"\xff\xfe"])
