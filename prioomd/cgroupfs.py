@@ -290,6 +290,12 @@ def read_procs(cgdir: str) -> list[int]:
         raise
 
 
+def read_threads(cgdir: str) -> list[int]:
+    """``cgroup.threads``: the threads (tids) attached to exactly this cgroup; unlike
+    cgroup.procs, readable in threaded cgroups too."""
+    return parse_procs(_read_text(os.path.join(cgdir, "cgroup.threads")))
+
+
 def read_usage_bytes(cgdir: str) -> int:
     """``memory.current``; 0 where there is none (no memory controller, the root)."""
     text = _read_optional(cgdir, "memory.current")

@@ -241,10 +241,12 @@ class Killer:
         """The cgroup (relative to cgroup_root) the process is in now, or None.
 
         /proc/PID/cgroup prints tenant-chosen names unescaped, so its text is
-        only a claim: a name may end in " (deleted)" or hold a newline. The claim
-        is believed where that cgroup's cgroup.procs lists the pid; failing that,
-        the claim less a " (deleted)" suffix (the kernel's mark of a removed
-        cgroup). Nothing verified: None.
+        only a claim: a name may end in " (deleted)". The claim is believed where
+        that cgroup's cgroup.threads lists the thread /proc was read through (the
+        leader, or a live thread once the leader exited; cgroup.threads, unlike
+        cgroup.procs, is readable in threaded cgroups); failing that, the claim
+        less a " (deleted)" suffix (the kernel's mark of a removed cgroup).
+        Nothing verified: None.
         """
         try:
             printed = procfs.read_pid_cgroup(pid, self.proc_root, tid)
@@ -260,7 +262,8 @@ class Killer:
             if rel is None:
                 continue
             try:
-                if pid in cgroupfs.read_procs(cgroupfs.rel_to_abs(self.cgroup_root, rel)):
+                cgdir = cgroupfs.rel_to_abs(self.cgroup_root, rel)
+                if (tid or pid) in cgroupfs.read_threads(cgdir):
                     return rel
             except (OSError, Vanished, ValueError):
                 continue

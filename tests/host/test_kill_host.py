@@ -401,3 +401,22 @@ def test_cgroup_kill_of_a_group_with_an_exited_main_thread(host_cgroup_root, hos
         decide(cand))
     assert result.outcome == "killed" and result.method == "cgroup.kill", result.detail
     assert hog.wait(timeout=5) == -signal.SIGKILL and not _populated(group)
+
+
+def test_a_victim_whose_leader_sits_in_a_threaded_cgroup(host_cgroup_root, host_cgroup, spawn):
+    """A threaded child has no readable cgroup.procs: the kill path's check that the
+    process is still where the walk saw it reads cgroup.threads."""
+    low, high = _low_high(host_cgroup)
+    dom, threaded = os.path.join(low, "dom"), os.path.join(low, "dom", "t")
+    os.makedirs(threaded)
+    with open(os.path.join(threaded, "cgroup.type"), "w") as f:
+        f.write("threaded")
+    hog = spawn(["sleep", "100"], cgdir=dom)
+    db = spawn(["sleep", "100"], cgdir=high)
+    with open(os.path.join(threaded, "cgroup.threads"), "w") as f:
+        f.write(str(hog.pid))  # the leader thread moves into the threaded child
+    decision = _walk(host_cgroup_root, host_cgroup)
+    assert [c.pid for c in decision.candidates] == [hog.pid, db.pid]
+    result = Killer(host_cgroup_root).execute(decision)
+    assert [a.outcome for a in result.attempts] == ["killed"], result.detail
+    assert hog.wait(timeout=5) == -signal.SIGKILL and db.poll() is None

@@ -259,6 +259,7 @@ def test_readers_on_a_memory_cgroup(tree):
     cg = os.path.join(tree, "system.slice")
     assert cgroupfs.read_procs(cg) == []
     assert cgroupfs.read_procs(os.path.join(cg, "a.service")) == [20, 21]
+    assert cgroupfs.read_threads(os.path.join(cg, "a.service")) == [20, 21]
     assert cgroupfs.read_usage_bytes(cg) == 300
     assert cgroupfs.read_memory_max(cg) == 1 << 30
     assert cgroupfs.read_memory_high(cg) == 1 << 29
@@ -317,6 +318,7 @@ def test_pressure_eopnotsupp_is_none(tree, monkeypatch):
     ("memory.oom.group", "2\n", cgroupfs.read_oom_group),
     ("memory.events", "oom_kill\n", cgroupfs.read_events),
     ("cgroup.procs", "1\n\xff\n", cgroupfs.read_procs),
+    ("cgroup.threads", "1\n-2\n", cgroupfs.read_threads),
     ("cgroup.controllers", "cpu M\n", cgroupfs.read_controllers),
     ("cgroup.events", "frozen 0\n", cgroupfs.read_populated),
 ])

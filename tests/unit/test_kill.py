@@ -254,11 +254,12 @@ def test_hostile_cgroup_names_do_not_hand_the_kill_on(fake_root, clock, name):
 def _move(world: World, pid: int, src: str, dst: str, printed: str | None = None) -> None:
     """pid leaves cgroup ``src`` for ``dst`` (its /proc entry says ``printed``)."""
     for rel, add in ((src, False), (dst, True)):
-        path = os.path.join(world.cg, rel.lstrip("/"), "cgroup.procs")
-        with open(path) as f:
-            pids = [int(p) for p in f.read().split() if int(p) != pid]
-        with open(path, "w") as f:
-            f.write("".join(f"{p}\n" for p in pids + ([pid] if add else [])))
+        for name in ("cgroup.procs", "cgroup.threads"):
+            path = os.path.join(world.cg, rel.lstrip("/"), name)
+            with open(path) as f:
+                pids = [int(p) for p in f.read().split() if int(p) != pid]
+            with open(path, "w") as f:
+                f.write("".join(f"{p}\n" for p in pids + ([pid] if add else [])))
     with open(os.path.join(world.proc, str(pid), "cgroup"), "w") as f:
         f.write(f"0::{printed or dst}\n")
 
@@ -294,7 +295,8 @@ def test_a_process_whose_leader_exited_is_killed(fake_root, clock):
     procs = {100: {"comm": "tenant", "state": "Z", "cgroup": "/a (deleted)",
                    "starttime": 1100, "threads": {105: {"cgroup": "/a", "rss_kb": 1024}}},
              101: {"comm": "worker", "cgroup": "/a", "starttime": 1101}}
-    w = World(fake_root, procs, {"children": {"a": {"procs": [100, 101]}}})
+    w = World(fake_root, procs, {"children": {"a": {
+        "procs": [100, 101], "raw": {"cgroup.threads": "105\n101\n"}}}})
     s = FakeSys(w)
     result = make_killer(w, clock, s).execute(decision(cand(100), cand(101)))
     assert [a.outcome for a in result.attempts] == ["killed"], result.detail
