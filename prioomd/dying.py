@@ -14,6 +14,13 @@ was first seen pending, or sent by us. Past ``timeout_s`` the task is treated
 as reaped: ``settle`` relabels it UNKILLABLE, so the walk skips it as the
 kernel skips an MMF_OOM_SKIP victim, and hands it out once so that the kill
 path can ``process_mrelease`` it. Pure: the caller passes the time.
+
+The kernel waits only for the victims its OOM killer chose; prioomd cannot tell
+those from any task with SIGKILL pending, which a tenant can produce at will
+(a task of its own, SIGKILLed while stuck on a FUSE mount it serves). So the
+bound holds per domain too: once dying tasks have been present in a domain for
+``timeout_s`` in a row, all of them are treated as reaped, and a chain of fresh
+stuck tasks cannot hold a decision up longer than one.
 """
 
 from __future__ import annotations
@@ -44,18 +51,18 @@ class DyingWatch:
             raise ValueError("timeout_s must be > 0")
         self.timeout_s = timeout_s
         self._dying: dict[int, _Dying] = {}
+        self._held_since: dict[str, float] = {}  # domain -> dying tasks present since
 
     def note_kill(self, pid: int, at: float) -> None:
         """We sent SIGKILL to ``pid`` at ``at``: its wait is counted from there."""
         self._dying[pid] = _Dying(None, at, at)
 
     def settle(self, snapshot: Snapshot, now: float) -> tuple[Snapshot, tuple[Task, ...]]:
-        """The snapshot with every task dying for ``timeout_s`` or longer relabelled
-        UNKILLABLE, and the tasks that crossed the bound in this call (to reap)."""
-        tasks = list(snapshot.tasks)
-        crossed: list[Task] = []
-        relabelled = False
-        for i, task in enumerate(tasks):
+        """The snapshot with every task dying for ``timeout_s`` or longer (or in a
+        domain held up that long) relabelled UNKILLABLE, and the tasks that
+        crossed the bound in this call (to reap)."""
+        ages: dict[int, float] = {}  # index of each DYING task -> seconds since SIGKILL
+        for i, task in enumerate(snapshot.tasks):
             entry = self._dying.get(task.pid)
             if entry is not None and entry.start_ticks not in (None, task.start_ticks):
                 entry = None  # the pid now names another process
@@ -65,17 +72,30 @@ class DyingWatch:
             if entry is None:
                 entry = self._dying[task.pid] = _Dying(task.start_ticks, now, now)
             entry.start_ticks, entry.seen_at = task.start_ticks, now
-            age_s = now - entry.since
-            if age_s < self.timeout_s:
+            ages[i] = now - entry.since
+        if ages:
+            held_s = now - self._held_since.setdefault(snapshot.domain, now)
+        else:
+            held_s = 0.0
+            self._held_since.pop(snapshot.domain, None)
+        for pid in [p for p, e in self._dying.items() if now - e.seen_at > FORGET_S]:
+            del self._dying[pid]
+        tasks = list(snapshot.tasks)
+        crossed: list[Task] = []
+        for i, age_s in ages.items():
+            task = tasks[i]
+            if age_s >= self.timeout_s:
+                why = f"SIGKILL pending for {age_s:.0f} s: reaped, no longer waited for"
+            elif held_s >= self.timeout_s:
+                why = (f"dying processes have held up {snapshot.domain} for {held_s:.0f} s: "
+                       "reaped, no longer waited for")
+            else:
                 continue
-            tasks[i] = replace(task, state=TaskState.UNKILLABLE, why_unkillable=(
-                f"SIGKILL pending for {age_s:.0f} s: reaped, no longer waited for"))
-            relabelled = True
+            tasks[i] = replace(task, state=TaskState.UNKILLABLE, why_unkillable=why)
+            entry = self._dying[task.pid]
             if not entry.reaped:
                 entry.reaped = True
                 crossed.append(task)
-        for pid in [p for p, e in self._dying.items() if now - e.seen_at > FORGET_S]:
-            del self._dying[pid]
-        if not relabelled:
+        if len(crossed) == 0 and all(tasks[i] is snapshot.tasks[i] for i in ages):
             return snapshot, ()
         return replace(snapshot, tasks=tuple(tasks)), tuple(crossed)

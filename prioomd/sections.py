@@ -91,8 +91,9 @@ class KillConfig:
         True, "process_mrelease() the victim's memory right after SIGKILL (Linux 5.15+).")
     dying_timeout_s: float = option(
         dying.DEFAULT_TIMEOUT_S, "A process with SIGKILL pending holds up new kills in "
-        "its subtree at most this long; then it is reaped with process_mrelease and "
-        "skipped (the kernel's OOM reaper bound).", POSITIVE)
+        "its subtree at most this long, and dying processes hold a domain up at most this "
+        "long in a row; then they are reaped with process_mrelease and skipped (the "
+        "kernel's OOM reaper bound).", POSITIVE)
 
 
 @dataclass(frozen=True)

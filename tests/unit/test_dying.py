@@ -20,7 +20,8 @@ def backend(walk) -> str:
     return "c" if walk.__name__ == "prioomd._select" else "python"
 
 
-def _low_high(fake_root: str, stuck: dict | None = None) -> snapshot.Snapshot:
+def _low_high(fake_root: str, stuck: dict | None = None, domain: str = "/"
+              ) -> snapshot.Snapshot:
     """/low (priority 0): a 4 GB hog next to pid 11, stuck in D with SIGKILL
     pending; /high (priority 10): a database. Each call builds its own trees."""
     base = tempfile.mkdtemp(dir=fake_root)
@@ -33,7 +34,7 @@ def _low_high(fake_root: str, stuck: dict | None = None) -> snapshot.Snapshot:
              20: {"comm": "db", "cgroup": "/high", "rss_kb": 8 << 20, "starttime": 102}}
     root = fakefs.make_cgroupfs(base, cg)
     proc = fakefs.make_procfs(base, procs)
-    snap, _ = snapshot.take("/", TABLE, snapshot.Sources(cgroup_root=root, proc_root=proc,
+    snap, _ = snapshot.take(domain, TABLE, snapshot.Sources(cgroup_root=root, proc_root=proc,
                                                          self_pid=999_999))
     return snap
 
@@ -71,7 +72,8 @@ def test_our_own_kill_starts_the_clock(fake_root):
 def test_a_reused_pid_starts_afresh(fake_root):
     watch = dying.DyingWatch()
     watch.settle(_low_high(fake_root), now=0.0)
-    other = _low_high(fake_root, {"starttime": 999})  # pid 11 is another process now
+    # pid 11 is another process now, met first in the snapshot of another domain
+    other = _low_high(fake_root, {"starttime": 999}, domain="/low")
     late, crossed = watch.settle(other, now=T)
     assert crossed == () and _state(late, 11) == TaskState.DYING
 
@@ -82,6 +84,25 @@ def test_a_task_no_longer_dying_starts_afresh_when_it_dies_again(fake_root):
     watch.settle(_low_high(fake_root, {"sigkill_pending": False, "state": "S"}), now=1.0)
     late, crossed = watch.settle(_low_high(fake_root), now=T)
     assert crossed == () and _state(late, 11) == TaskState.DYING
+
+
+def test_a_chain_of_fresh_stuck_tasks_holds_a_domain_up_only_once(fake_root, backend):
+    """A tenant SIGKILLs one stuck task after another, each younger than the bound:
+    the domain is held up for dying_timeout_s in a row, then none of them counts."""
+    watch = dying.DyingWatch()
+    watch.settle(_low_high(fake_root), now=0.0)  # pid 11 stuck, SIGKILL pending
+    gone = {"sigkill_pending": False, "state": "S", "starttime": 101}
+    for k, now in enumerate((0.6 * T, 0.9 * T)):  # pid 11 replaced by a fresh one each time
+        snap = _low_high(fake_root, {"starttime": 200 + k})
+        snap, _ = watch.settle(snap, now=now)
+        assert select.select_victims(snap, backend=backend).outcome == "wait"
+    late, crossed = watch.settle(_low_high(fake_root, {"starttime": 300}), now=T)
+    assert [t.pid for t in crossed] == [11] and _state(late, 11) == TaskState.UNKILLABLE
+    assert "held up /" in next(t.why_unkillable for t in late.tasks if t.pid == 11)
+    assert select.select_victims(late, backend=backend).candidates[0].pid == 10
+    relief, _ = watch.settle(_low_high(fake_root, gone), now=1.1 * T)  # nothing dying
+    again, crossed = watch.settle(_low_high(fake_root, {"starttime": 400}), now=1.2 * T)
+    assert relief is not None and crossed == () and _state(again, 11) == TaskState.DYING
 
 
 def test_timeout_must_be_positive():
