@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from prioomd import cgroupfs, procfs
+from prioomd import cgroupfs, procfs, victim
 from prioomd.errors import Vanished, is_gone
 from prioomd.model import Attempt, Candidate, Decision, KillResult
 from prioomd.procfs import OOM_SCORE_ADJ_MIN, TaskFacts
@@ -57,7 +57,6 @@ EVENTS_TICK_S = 0.1
 # Pidfds opened to mrelease a cgroup kill: the biggest victims are reaped at
 # once, the rest of a large group exits at its own pace.
 MRELEASE_MAX = 64
-_DELETED = " (deleted)"  # proc_cgroup_show(): the cgroup was removed (zombies only)
 _REFUSED_ERRNOS = frozenset({errno.EPERM, errno.EACCES, errno.EROFS})
 # EINVAL: not dying yet / already reaped; ESRCH: gone; ENOSYS: kernel < 5.15.
 _BENIGN_MRELEASE_ERRNOS = frozenset({errno.EINVAL, errno.ESRCH, errno.ENOSYS})
@@ -109,14 +108,7 @@ class Killer:
         syscalls: Syscalls | None = None,
     ) -> None:
         self.cgroup_root = cgroup_root
-        # /proc/PID/cgroup names cgroups from the hierarchy's top, which is
-        # above cgroup_root when prioomd is pointed at a subtree.
-        try:
-            with open("/proc/self/mounts", "rb") as f:
-                self._hierarchy_prefix = cgroupfs.hierarchy_path(cgroup_root,
-                                                                 os.fsdecode(f.read()))
-        except (OSError, ValueError):
-            self._hierarchy_prefix = "/"
+        self._locator = victim.Locator(cgroup_root, proc_root)
         self.proc_root = proc_root
         self.dry_run = dry_run
         self.policy = policy if policy is not None else KillPolicy()
@@ -168,9 +160,11 @@ class Killer:
         pid = cand.pid
         try:  # the pidfd pins the process: check it is still the one the walk chose
             facts = self._facts(pid)
-            wrong = self._not_victim(cand, facts)
+            wrong = victim.check(cand, facts, lambda: self._locator.locate(pid, facts.tid))
             if wrong is not None:
-                return wrong
+                if wrong.outcome == "refused":
+                    return _refused(wrong.detail)
+                return _Step(wrong.outcome, wrong.detail, wrong.final)
             if self.dry_run:  # stop before the final syscall, after a permission probe
                 self._send(pid, pidfd, facts, 0)
         except (OSError, Vanished, ValueError) as exc:
@@ -209,65 +203,6 @@ class Killer:
             log.warning("%s", detail)
             return _Step("failed", detail, True, sent_at, None, rss, method)
         return _Step("killed", f"SIGKILL {what}", True, sent_at, exited_at, rss, method)
-
-    def _not_victim(self, cand: Candidate, facts: TaskFacts) -> _Step | None:
-        """Why this pid is no longer the candidate the walk chose, or None.
-
-        Identity is the pidfd plus the start time: a new name (prctl, exec) is the
-        same process. A process that left the victim subtree is not the walk's
-        choice any more, and neither are the candidates ranked after it: that is
-        a new decision ("moved", final), never a step to the next candidate.
-        """
-        pid = cand.pid
-        if facts.is_kthread:
-            return _refused(f"pid {pid} is a kernel thread")
-        if facts.state in ("Z", "X") or not facts.has_mm:
-            return _Step("vanished", f"pid {pid} already exited")
-        if cand.start_ticks and facts.start_ticks != cand.start_ticks:
-            return _Step("vanished", f"pid {pid} started at {facts.start_ticks}, not "
-                         f"{cand.start_ticks}: reused")
-        if facts.sigkill_pending:  # an in-flight victim: wait for it, as the kernel does
-            return _Step("vanished", f"pid {pid} is already dying: not killing another", True)
-        if facts.oom_score_adj == OOM_SCORE_ADJ_MIN:
-            return _refused(f"pid {pid} has oom_score_adj -1000 now")
-        where = self._locate(pid, facts.tid)
-        if where is None or not _under(where, cand.victim_cgroup):
-            seen = "an unknown cgroup" if where is None else repr(where)
-            return _Step("moved", f"pid {pid} is in {seen}, no longer under "
-                         f"{cand.victim_cgroup!r}: a new decision is needed", True)
-        return None
-
-    def _locate(self, pid: int, tid: int) -> str | None:
-        """The cgroup (relative to cgroup_root) the process is in now, or None.
-
-        /proc/PID/cgroup prints tenant-chosen names unescaped, so its text is
-        only a claim: a name may end in " (deleted)". The claim is believed where
-        that cgroup's cgroup.threads lists the thread /proc was read through (the
-        leader, or a live thread once the leader exited; cgroup.threads, unlike
-        cgroup.procs, is readable in threaded cgroups); failing that, the claim
-        less a " (deleted)" suffix (the kernel's mark of a removed cgroup).
-        Nothing verified: None.
-        """
-        try:
-            printed = procfs.read_pid_cgroup(pid, self.proc_root, tid)
-        except (OSError, Vanished, ValueError):
-            return None
-        if printed is None:
-            return None
-        claims = [printed]
-        if printed.endswith(_DELETED):
-            claims.append(printed[: -len(_DELETED)])
-        for claim in claims:
-            rel = _strip_prefix(self._hierarchy_prefix, claim)
-            if rel is None:
-                continue
-            try:
-                cgdir = cgroupfs.rel_to_abs(self.cgroup_root, rel)
-                if (tid or pid) in cgroupfs.read_threads(cgdir):
-                    return rel
-            except (OSError, Vanished, ValueError):
-                continue
-        return None
 
     def _send(self, pid: int, pidfd: int | None, facts: TaskFacts, sig: int) -> None:
         if pidfd is not None:
@@ -524,19 +459,6 @@ class Killer:
         if facts is None:
             raise Vanished(f"pid {pid} is gone")
         return facts
-
-
-def _strip_prefix(prefix: str, path: str) -> str | None:
-    """A hierarchy path as the cgroup root sees it; None when it lies outside."""
-    if prefix == "/":
-        return path
-    if path == prefix:
-        return "/"
-    return path[len(prefix):] if path.startswith(prefix + "/") else None
-
-
-def _under(path: str, ancestor: str) -> bool:
-    return ancestor == "/" or path == ancestor or path.startswith(ancestor + "/")
 
 
 def _refused(detail: str) -> _Step:
