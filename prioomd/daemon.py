@@ -22,6 +22,7 @@ from prioomd import (
     config,
     detect,
     domains,
+    dying,
     guard,
     kill,
     procfs,
@@ -43,6 +44,10 @@ CONFIG_KEY = "config"
 RESCAN_S = 30.0  # new cgroups with use_priority_oom are found within this
 QUIET_REPEAT_S = 30.0  # a domain with nothing to kill is reported at most this often
 ERROR_BACKOFF_S = 0.1  # after the loop itself failed: no busy spin on a persistent error
+# A victim that left its cgroup between the walk and the kill makes the ranking stale:
+# decide again, at most this many times per event (a process hopping between cgroups
+# faster than a walk must not keep the daemon in this loop; the next event retries).
+MOVED_REDECISIONS = 3
 
 
 @dataclass
@@ -78,6 +83,7 @@ class Daemon:
                                     else None,
                                     stderr_is_journal=audit.stderr_is_journal())
         self.killer = self._make_killer()
+        self.dying = dying.DyingWatch(cfg.kill.dying_timeout_s)
         self.states: dict[str, _DomainState] = {}
         self.kills = 0
         self._contained = Containment(sources.clock)  # per event: bugs never end the loop
@@ -304,6 +310,9 @@ class Daemon:
         snap, warnings = snapshot.take(dom.path, self.table, self.sources, total_pages)
         for w in dict.fromkeys(warnings):
             log.debug("%s", w)
+        snap, overdue = self.dying.settle(snap, self.sources.clock())
+        for task in overdue:  # stuck with SIGKILL pending: reap it and stop waiting
+            log.warning("%s: %s", dom.path, self.killer.reap(task.pid, task.start_ticks))
         return select.select_victims(snap, kernel_compat=self.cfg.daemon.kernel_compat,
                                      max_candidates=self.cfg.daemon.max_candidates)
 
@@ -311,20 +320,7 @@ class Daemon:
              cur: detect.Sample, woke_by: str) -> None:
         dom = state.domain
         detected_at = cur.taken_at
-        try:
-            decision = self._decide(dom)
-        except Vanished:
-            return
         trigger = f"{threat.trigger} ({woke_by})"
-        if decision.outcome != "kill":
-            if cur.taken_at >= state.quiet_until:
-                state.quiet_until = cur.taken_at + QUIET_REPEAT_S
-                log.warning("%s under threat (%s) but %s", dom.path, threat.reason,
-                            decision.reason)
-                self._emit(decision, KillResult(None, decision.outcome, (), None, None, 0,
-                                                decision.reason, self.dry_run),
-                           trigger, detected_at, threat)
-            return
 
         def still_threatened() -> bool:
             try:
@@ -334,10 +330,26 @@ class Daemon:
             return detect.recheck(prev, fresh, self.cfg.detect.root_thresholds(),
                                   self.cfg.detect.cgroup_thresholds()) is not None
 
-        log.info("%s: %s", dom.path, threat.reason)
-        self.notifier.watchdog()  # the snapshot is behind us; the kill pings as it waits
-        result = self.killer.execute(decision, recheck=still_threatened)
-        self._emit(decision, result, trigger, detected_at, threat)
+        for _round in range(1 + MOVED_REDECISIONS):
+            try:
+                decision = self._decide(dom)
+            except Vanished:
+                return
+            if decision.outcome != "kill":
+                if cur.taken_at >= state.quiet_until:
+                    state.quiet_until = cur.taken_at + QUIET_REPEAT_S
+                    log.warning("%s under threat (%s) but %s", dom.path, threat.reason,
+                                decision.reason)
+                    self._emit(decision, KillResult(None, decision.outcome, (), None, None, 0,
+                                                    decision.reason, self.dry_run),
+                               trigger, detected_at, threat)
+                return
+            log.info("%s: %s", dom.path, threat.reason)
+            self.notifier.watchdog()  # the snapshot is behind us; the kill pings as it waits
+            result = self.killer.execute(decision, recheck=still_threatened)
+            self._emit(decision, result, trigger, detected_at, threat)
+            if result.outcome != "moved":  # the victim left its cgroup: decide again
+                break
         if result.candidate is not None and result.signal_sent_at is not None \
                 and not self.dry_run:
             # Killed, or signalled without a confirmed exit ("failed", e.g. stuck in
@@ -347,6 +359,7 @@ class Daemon:
             self.gate.record_kill(dom.path, pids, cur, expected_bytes=result.freed_bytes)
             assert self.loop is not None
             for pid in pids:
+                self.dying.note_kill(pid, result.signal_sent_at)
                 key = f"victim:{pid}"
                 self._victims[key] = pid
                 self.loop.watch_pid(key, pid)
@@ -399,6 +412,7 @@ class Daemon:
         self.cfg = cfg
         self.table = table.PriorityTable(cfg)
         self.killer = self._make_killer()
+        self.dying.timeout_s = cfg.kill.dying_timeout_s
         self.guard.thresholds = cfg.detect.cgroup_thresholds()
         self._arm(loop)
         log.info("config %s reloaded: %d rules, %d domain(s)", self.config_path, len(cfg.rules),

@@ -310,3 +310,70 @@ def test_config_directory_removed_and_recreated(fake_root, tmp_path, sleepers, c
         d._handle(loop, loop.wait(5.0))  # and its changes are seen again
         assert d.cfg.detect.post_action_delay_s == 11
     assert d.errors == 0
+
+class _MovedKiller:
+    """A killer whose first ``moved`` answers say the victim left its cgroup."""
+
+    def __init__(self, moved: int):
+        self.moved = moved
+        self.calls = 0
+
+    def execute(self, decision, recheck=None):
+        from prioomd.model import KillResult
+        self.calls += 1
+        cand = decision.candidates[0]
+        if self.calls <= self.moved:
+            return KillResult(cand, "moved", (), None, None, 0, "left /B/E", False)
+        return KillResult(cand, "killed", (), 1.0, 1.1, 0, "SIGKILL", False)
+
+
+@pytest.mark.parametrize("moved, killed", [
+    (1, True),  # the victim left its cgroup: decide again, kill what the new walk says
+    (99, False),  # a hopper: bounded, the next event retries
+])
+def test_a_victim_that_moved_means_a_new_decision(fake_root, tmp_path, sleepers, moved,
+                                                  killed):
+    calls = 2 if killed else 1 + daemon.MOVED_REDECISIONS
+    root, proc, _ = _tree(fake_root, sleepers, mem_available_kb=100_000)
+    d, _ = _run(root, proc, tmp_path, seconds=0.1)
+    d.dry_run = False
+    d.killer = killer = _MovedKiller(moved)
+    d.loop = _Loop()
+    decided = []
+    real_decide = d._decide
+    d._decide = lambda dom: decided.append(dom.path) or real_decide(dom)
+    state = d.states["/"]
+    state.cooldown_until = 0.0
+    d._check(state, "poll")
+    assert killer.calls == calls and len(decided) == calls
+    assert d.gate.waiting("/") is killed
+
+
+def test_a_stuck_dying_task_blocks_its_domain_only_for_dying_timeout_s(fake_root, tmp_path,
+                                                                      sleepers):
+    """Issue 7 A.3: a task stuck in D with SIGKILL pending kept the walk on "wait"
+    forever. Past [kill] dying_timeout_s it is reaped and skipped."""
+    root, proc, pids = _tree(fake_root, sleepers, mem_available_kb=100_000)
+    with open(os.path.join(proc, str(pids[301]), "status")) as f:
+        status = f.read()
+    with open(os.path.join(proc, str(pids[301]), "status"), "w") as f:  # SIGKILL pending
+        f.write(status.replace("SigPnd:\t0000000000000000", "SigPnd:\t0000000000000100"))
+    now = [1000.0]
+    cfg = config.parse_config("[root]\nuse_priority_oom = true\n[audit]\nfile = ''\n"
+                              "journal = false\n", "test")
+    src = snapshot.Sources(cgroup_root=root, proc_root=proc, clock=lambda: now[0])
+    d = daemon.Daemon(cfg, None, src, dry_run=False, loop_factory=lambda: EventLoop(
+        signals=False), protect=lambda: [])
+    with EventLoop(signals=False) as loop:
+        d._arm(loop)  # discovers the root domain; decides nothing
+    reaped = []
+    d.killer.reap = lambda pid, start: reaped.append(pid) or "reaped"
+    dom = d.states["/"].domain
+    timeout_s = getattr(cfg.kill, "dying_timeout_s", 5.0)  # (the option is new)
+    assert d._decide(dom).outcome == "wait"
+    now[0] += timeout_s - 0.5
+    assert d._decide(dom).outcome == "wait" and reaped == []
+    now[0] += 0.5
+    decision = d._decide(dom)
+    assert decision.outcome == "kill" and reaped == [pids[301]]
+    assert decision.candidates[0].pid == pids[302]  # /B/F: /B/E holds only the stuck one
