@@ -1,7 +1,7 @@
 """The daemon's config sections: [detect], [kill], [guard], [audit].
 
 Declared with ``prioomd.options`` like the sections of ``config.py``; their
-defaults are the ones ``detect``, ``gate`` and ``kill`` justify next to their
+defaults are the ones ``detect``, ``gate``, ``dying`` and ``kill`` justify next to their
 own constants, so each number has one home and one reason.
 
 The runtime objects the daemon builds from a section come from the section's own
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from prioomd import detect, gate, kill, psi_trigger
+from prioomd import detect, dying, gate, kill, psi_trigger
 from prioomd.options import Check, option
 
 PCT = Check(lambda v: 0 <= v <= 100, "0..100")
@@ -36,6 +36,7 @@ DELAY_LONGEST_S = 3600.0
 GRACE = Check(lambda v: 0 <= v <= GRACE_LONGEST_S, f"0..{GRACE_LONGEST_S:g}")
 CONFIRM = Check(lambda v: 0 < v <= CONFIRM_LONGEST_S, f"> 0 and <= {CONFIRM_LONGEST_S:g}")
 DELAY = Check(lambda v: 0 <= v <= DELAY_LONGEST_S, f"0..{DELAY_LONGEST_S:g}")
+DYING = Check(lambda v: 0 < v <= CONFIRM_LONGEST_S, f"> 0 and <= {CONFIRM_LONGEST_S:g}")
 
 
 def _require(section: object, name: str, check: Check) -> None:
@@ -150,6 +151,11 @@ class KillConfig:
         5.0, "How long to wait for a victim's exit before calling the kill failed.", CONFIRM)
     mrelease: bool = option(
         True, "process_mrelease() the victim's memory right after SIGKILL (Linux 5.15+).")
+    dying_timeout_s: float = option(
+        dying.DEFAULT_TIMEOUT_S, "A process with SIGKILL pending holds up new kills in "
+        "its subtree at most this long, and dying processes hold a domain up at most this "
+        "long in a row; then they are reaped with process_mrelease and skipped (the "
+        "kernel's OOM reaper bound).", DYING)
 
     def kill_policy(self, grace_only_if: Callable[[], bool] | None = None) -> kill.KillPolicy:
         """The Killer's policy; ValueError for a wait the kill path cannot make."""
@@ -157,6 +163,10 @@ class KillConfig:
         _require(self, "confirm_timeout_s", CONFIRM)
         return kill.KillPolicy(sigterm_grace_s=self.sigterm_grace_s, grace_only_if=grace_only_if,
                                confirm_timeout_s=self.confirm_timeout_s, mrelease=self.mrelease)
+
+    def dying_watch(self) -> dying.DyingWatch:
+        _require(self, "dying_timeout_s", DYING)
+        return dying.DyingWatch(self.dying_timeout_s)
 
 
 @dataclass(frozen=True)
@@ -181,5 +191,5 @@ class AuditConfig:
 BUILDERS: dict[str, tuple[Callable[[Any], object], ...]] = {
     "detect": (DetectConfig.root_thresholds, DetectConfig.cgroup_thresholds,
                DetectConfig.psi_trigger_us, DetectConfig.post_action_gate),
-    "kill": (KillConfig.kill_policy,),
+    "kill": (KillConfig.kill_policy, KillConfig.dying_watch),
 }

@@ -408,7 +408,7 @@ def test_relations_between_keys_name_both(body: str, key: str, value: str, other
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "+nan"])
 @pytest.mark.parametrize(("section", "key"), [
     ("detect", "poll_max_s"), ("detect", "post_action_delay_s"), ("detect", "psi_some_avg10_pct"),
-    ("kill", "confirm_timeout_s"), ("kill", "sigterm_grace_s"),
+    ("kill", "confirm_timeout_s"), ("kill", "sigterm_grace_s"), ("kill", "dying_timeout_s"),
 ])
 def test_nan_and_infinities_are_refused(section: str, key: str, value: str) -> None:
     err = error_of(f"[{section}]\n{key} = {value}\n")
@@ -418,7 +418,8 @@ def test_nan_and_infinities_are_refused(section: str, key: str, value: str) -> N
 @pytest.mark.parametrize("body", ["[detect]\npoll_max_s = 61.0", "[detect]\npoll_min_s = 0.001",
                                   "[kill]\nconfirm_timeout_s = 1e300",
                                   "[kill]\nsigterm_grace_s = 3600.0",
-                                  "[detect]\npost_action_delay_s = 1e12"])
+                                  "[detect]\npost_action_delay_s = 1e12",
+                                  "[kill]\ndying_timeout_s = 1e300"])
 def test_waits_are_bounded(body: str) -> None:
     key, value = body.split("\n")[1].split(" = ")
     assert f"{key} = {float(value)}: must be a number" in error_of(body + "\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -94,6 +95,21 @@ def test_config_watch_sees_in_place_and_atomic_writes(tmp_path: Path) -> None:
         assert loop.wait(0.05) == [Event("timeout")]
 
 
+def test_config_directory_removed_is_reported_gone(tmp_path: Path) -> None:
+    conf_dir = tmp_path / "etc"
+    conf_dir.mkdir()
+    (conf_dir / "prioomd.toml").write_text("a = 1\n")
+    with EventLoop(signals=False) as loop:
+        loop.watch_config("config", str(conf_dir / "prioomd.toml"))
+        shutil.rmtree(conf_dir)
+        events = loop.wait(5.0)
+        assert ("gone", "config") in [(e.kind, e.key) for e in events]
+        conf_dir.mkdir()  # back again: a new watch sees writes again
+        loop.watch_config("config", str(conf_dir / "prioomd.toml"))
+        (conf_dir / "prioomd.toml").write_text("a = 2\n")
+        assert [(e.kind, e.key) for e in loop.wait(5.0)] == [("file-changed", "config")]
+
+
 def test_close_restores_signal_handlers() -> None:
     before = signal.getsignal(signal.SIGHUP)
     wakeup = signal.set_wakeup_fd(-1)
@@ -150,4 +166,17 @@ def test_config_behind_a_kubernetes_style_data_link_swap(tmp_path: Path) -> None
         (vol / "..v1" / "prioomd.toml").write_text("# no longer the config\n")
         assert loop.wait(0.05) == [Event("timeout")]
         _swap_link(vol / "..data", "..v3")
+        assert [(e.kind, e.key) for e in loop.wait(5.0)] == [("file-changed", "config")]
+
+
+def test_config_watch_raises_when_nothing_on_the_way_exists(tmp_path: Path) -> None:
+    """The daemon then keeps trying (see daemon._watch_config); a link whose target's
+    directory is missing mid-swap is still watched where the link lives."""
+    with EventLoop(signals=False) as loop:
+        with pytest.raises(OSError):
+            loop.watch_config("config", str(tmp_path / "absent" / "prioomd.toml"))
+        link = tmp_path / "prioomd.toml"
+        link.symlink_to(tmp_path / "absent" / "prioomd.toml")
+        loop.watch_config("config", str(link))  # dangling: the link's directory is watched
+        _swap_link(link, str(tmp_path / "other.toml"))
         assert [(e.kind, e.key) for e in loop.wait(5.0)] == [("file-changed", "config")]
