@@ -15,7 +15,7 @@ previous one (with fixed-length segments, leftmost is never worse). ``**`` is a 
 of positions in the glob's components, advanced once per path component. Globs
 without ``**`` and with at most one ``*`` per component (most rules) use one regex:
 its single star per component cannot cross a "/", so it backtracks linearly too, and
-it is about 25 times faster than the component matcher (bench/glob.py).
+it is about 25 times faster than the component matcher (bench/glob_match.py).
 """
 
 from __future__ import annotations

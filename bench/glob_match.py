@@ -1,6 +1,6 @@
 """Glob matching: the linear matcher against the backtracking regex it replaced.
 
-    .venv/bin/python bench/glob.py [--repeat 5]
+    .venv/bin/python bench/glob_match.py [--repeat 5]
 
 Typical: the shipped file's kinds of rules against typical systemd cgroup paths;
 each time is the best of --repeat runs over all pairs, side by side in one run,
