@@ -124,6 +124,7 @@ def environment(argv: list[str]) -> dict[str, Any]:
         "guest_kernel": kh.find_kernel().kver,
         "guest": "qemu TCG, 2 vCPUs, 1 GiB, no swap (zram scenario: half the RAM as zram)",
         "prioomd": _version([str(TOP / ".venv" / "bin" / "prioomd"), "--version"]),
+        "commit": _version(["git", "-C", str(TOP), "describe", "--always", "--dirty"]),
         "packages": pkgs,
     }
 

@@ -165,7 +165,7 @@ def render(data: dict[str, Any]) -> str:
              f"* command: `{env['command']}`",
              f"* host: {env['host']}",
              f"* guest: {env['guest']}, kernel {env['guest_kernel']}",
-             f"* prioomd: {env['prioomd']}",
+             f"* prioomd: {env['prioomd']}, commit {env.get('commit', '?')}",
              "* packages: " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
              "", "## Outcomes", ""]
     outcome = [c for c in cases
