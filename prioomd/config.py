@@ -236,6 +236,9 @@ def parse_config(text: str, source: str) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise ConfigError(f"{source}: invalid TOML: arrays or inline tables nested too "
+                          "deeply") from None
     problems: list[str] = []
     sections: dict[str, Any] = {}
     rules: list[Rule] = []
