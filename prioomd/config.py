@@ -46,6 +46,7 @@ from prioomd.options import (
     show_value,
 )
 from prioomd.sections import AuditConfig, DetectConfig, GuardConfig, KillConfig
+from prioomd.textsafe import show
 
 DEFAULT_CONFIG_PATH = "/etc/prioomd/prioomd.toml"
 BUILTIN_SOURCE = "built-in defaults"  # Config.source when no file was read
@@ -255,7 +256,8 @@ def parse_config(text: str, source: str) -> Config:
     if not problems:
         problems.extend(_rule_conflicts(rules, source))
     if problems:
-        raise ConfigError("\n".join(problems))
+        # One line per problem: a key can hold a newline (a quoted TOML key).
+        raise ConfigError("\n".join(show(p) for p in problems))
     return Config(source=source, rules=tuple(rules), **sections)
 
 

@@ -280,3 +280,10 @@ def test_log_lines_escape_names(caplog):
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 2  # the kill and one runner-up
     assert all(m.isprintable() for m in messages), messages
+
+
+def test_journal_field_with_a_surrogate_no_byte_decodes_to():
+    fields = audit.journal_fields(build_miss_record("/x\ud800", 1, dry_run=False, ts=TS))
+    assert fields["PRIOOMD_DOMAIN"] == b"/x\\ud800"
+    assert fields["MESSAGE"].startswith("Kernel OOM killer killed 1 process(es) in domain "
+                                        "/x\\ud800")

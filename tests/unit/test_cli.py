@@ -195,3 +195,13 @@ def test_explain_escapes_names(capsys, hostile):
     assert rc == 0 and all(line.isprintable() for line in lines), out
     assert lines[0] == f"/B/{EVIL_SHOWN}:"
     assert any("passes through" in line for line in lines)
+
+
+def test_config_errors_are_escaped_one_problem_per_line(capsys, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('"\\u001b[2Jevil\\nkey" = 1\n[daemon]\n"x\\u202e" = 2\n')
+    rc, _, err = run(capsys, "check-config", "--config", str(bad))
+    lines = err.splitlines()
+    assert rc == 2 and len(lines) == 2 and all(line.isprintable() for line in lines), err
+    assert lines[0].startswith(f"prioomd: config error: {bad}: \\x1b[2Jevil\\nkey = 1: ")
+    assert "x\\u202e" in lines[1]
