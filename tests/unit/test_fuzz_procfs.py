@@ -66,8 +66,8 @@ def test_status_arbitrary(text: str) -> None:
        st.integers(0, 2**40), st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1))
 def test_status_round_trip(comm: str, tgid: int, rss_kb: int, swap_kb: int, pte_kb: int,
                            sigpnd: int, shdpnd: int) -> None:
-    """The kernel escapes a name's newline in status (Name: a\\nb); even unescaped,
-    a forged line after it comes first in the file's order only for keys before it."""
+    """Status as the kernel writes it (the name's backslash and newline escaped,
+    task_name()): whatever the name, the numbers come back."""
     name = comm.replace("\\", "\\\\").replace("\n", "\\n")
     text = (f"Name:\t{name}\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t{tgid}\n"
             f"VmRSS:\t{rss_kb:8d} kB\nVmPTE:\t{pte_kb:8d} kB\nVmSwap:\t{swap_kb:8d} kB\n"
