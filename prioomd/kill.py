@@ -53,6 +53,9 @@ EVENTS_TICK_S = 0.1
 # Pidfds opened to mrelease a cgroup kill: the biggest victims are reaped at
 # once, the rest of a large group exits at its own pace.
 MRELEASE_MAX = 64
+# Longest single wait when the caller asked to be kept alive: a third of the
+# shortest sane WatchdogSec (3 s), so the service manager never sees a hang.
+KEEPALIVE_TICK_S = 1.0
 _REFUSED_ERRNOS = frozenset({errno.EPERM, errno.EACCES, errno.EROFS})
 # EINVAL: not dying yet / already reaped; ESRCH: gone; ENOSYS: kernel < 5.15.
 _BENIGN_MRELEASE_ERRNOS = frozenset({errno.EINVAL, errno.ESRCH, errno.ENOSYS})
@@ -102,7 +105,11 @@ class Killer:
         protected_pids: Iterable[int] = (),
         policy: KillPolicy | None = None,
         syscalls: Syscalls | None = None,
+        keepalive: Callable[[], None] | None = None,
     ) -> None:
+        """``keepalive`` (the service watchdog's ping) is called at least every
+        KEEPALIVE_TICK_S while the kill waits (grace, confirmation): a kill may
+        wait ``sigterm_grace_s + confirm_timeout_s``, longer than WatchdogSec."""
         self.cgroup_root = cgroup_root
         # /proc/PID/cgroup names cgroups from the hierarchy's top, which is
         # above cgroup_root when prioomd is pointed at a subtree.
@@ -116,7 +123,7 @@ class Killer:
         self.policy = policy if policy is not None else KillPolicy()
         self.protected_pids = frozenset(protected_pids) | {os.getpid()}
         self._clock = clock
-        self._wait = wait
+        self._wait = wait if keepalive is None else _keeping_alive(wait, keepalive)
         self._sys: Syscalls = syscalls if syscalls is not None else LinuxSyscalls()
 
     def execute(self, decision: Decision, recheck: Recheck = None) -> KillResult:
@@ -448,6 +455,15 @@ class Killer:
         if facts is None:
             raise Vanished(f"pid {pid} is gone")
         return facts
+
+
+def _keeping_alive(wait: Waiter, keepalive: Callable[[], None]) -> Waiter:
+    """``wait`` cut into slices of at most KEEPALIVE_TICK_S, ``keepalive()`` before
+    each: every caller of the waiter loops until its own deadline anyway."""
+    def sliced(fd: int | None, events: int, timeout_s: float) -> None:
+        keepalive()
+        wait(fd, events, min(timeout_s, KEEPALIVE_TICK_S))
+    return sliced
 
 
 def _join(prefix: str, path: str) -> str:

@@ -531,3 +531,45 @@ def test_cgroup_kill_not_confirmed(gworld, clock):
 def test_bad_kill_cgroup_path_is_a_bug(gworld, clock):
     with pytest.raises(ValueError):
         make_killer(gworld, clock, FakeSys(gworld)).execute(decision(gcand("/g/../h")))
+
+
+# -------------------------------------------------------------------- keepalive
+
+def _pinged_killer(world: World, clock: Clock, sys: FakeSys, policy: KillPolicy,
+                   pings: list[float]) -> Killer:
+    def wait(fd: int | None, events: int, timeout_s: float) -> None:
+        clock.now += timeout_s  # nothing wakes us: every wait lasts its whole timeout
+        world.tick()
+    return Killer(world.cg, proc_root=world.proc, clock=clock, wait=wait, syscalls=sys,
+                  policy=policy, keepalive=lambda: pings.append(clock.now))
+
+
+def _longest_gap(start: float, pings: list[float], end: float) -> float:
+    times = [start, *pings, end]
+    return max(b - a for a, b in zip(times, times[1:], strict=False))
+
+
+def test_keepalive_during_an_hour_of_grace_and_an_hour_of_confirmation(world, clock, sys):
+    """No upper bound holds the kill path under WatchdogSec=10s: grace and
+    confirmation can each be long (here an hour). The watchdog is fed throughout."""
+    world.stubborn.add(100)  # ignores SIGTERM, and SIGKILL is never confirmed (D state)
+    pings: list[float] = []
+    policy = KillPolicy(sigterm_grace_s=3600.0, confirm_timeout_s=3600.0)
+    start = clock.now
+    result = _pinged_killer(world, clock, sys, policy, pings).execute(decision(cand(100)))
+    assert result.outcome == "failed"
+    assert sys.signals() == [(100, signal.SIGTERM), (100, signal.SIGKILL)]
+    assert clock.now - start >= 7200.0
+    assert _longest_gap(start, pings, clock.now) <= kill.KEEPALIVE_TICK_S
+
+
+def test_keepalive_while_a_cgroup_kill_is_confirmed(fake_root, clock):
+    w = World(fake_root, PROCS, CGROUPS)
+    w.stubborn.add(101)
+    pings: list[float] = []
+    start = clock.now
+    result = _pinged_killer(w, clock, FakeSys(w), KillPolicy(confirm_timeout_s=30.0),
+                            pings).execute(decision(cand(100, kill_cgroup="/a",
+                                                         pids=(100, 101, 102))))
+    assert result.outcome == "failed" and clock.now - start >= 30.0
+    assert _longest_gap(start, pings, clock.now) <= kill.KEEPALIVE_TICK_S
