@@ -17,6 +17,13 @@ Journal entries carry a fixed MESSAGE_ID per record kind, so that
 Every scalar field of the record becomes ``PRIOOMD_<NAME>`` (booleans as
 "true"/"false", lists of scalars space-separated), except ``ts``: the journal
 has its own timestamp.
+
+Names are tenants' text. The human line (the log line and the journal's MESSAGE)
+escapes them (``textsafe.show``: one line, no control characters); the JSON line
+and the ``PRIOOMD_*`` fields keep the raw value. A byte of a name that is not
+UTF-8 (read with surrogateescape) is, in the JSON line, the lone surrogate
+``\\udcNN`` (NN the byte: ``json.loads(line)[k].encode("utf-8", "surrogateescape")``
+gives the name's bytes back) and, in the journal, that raw byte.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prioomd.model import Decision, KillResult
+from prioomd.textsafe import show
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +183,11 @@ def _numbers_of(record: Mapping[str, Any]) -> str:
 
 
 def format_message(record: Mapping[str, Any]) -> str:
-    """The human one-liner: victim, numbers with units, rule and reason."""
+    """The human one-liner: victim, numbers with units, rule and reason; escaped."""
+    return show(_message(record))
+
+
+def _message(record: Mapping[str, Any]) -> str:
     nums = _numbers_of(record)
     dry = " (dry-run)" if record.get("dry_run") else ""
     if record["kind"] == "miss":
@@ -212,19 +224,33 @@ def priority(record: Mapping[str, Any]) -> int:
     return _PRIORITY.get(key, LOG_INFO)
 
 
-def _journal_value(value: Any) -> str | None:
+def _journal_value(value: Any) -> str | bytes | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str | int | float):
-        return str(value)
+        return _raw(str(value))
     if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
-        return " ".join(str(v) for v in value)
+        return _raw(" ".join(str(v) for v in value))
     return None  # None, and nested values: those live in the JSON line
 
 
-def journal_fields(record: Mapping[str, Any]) -> dict[str, str]:
+def _raw(text: str) -> str | bytes:
+    """Text as the journal takes it: bytes where a name held bytes that are not
+    UTF-8 (surrogateescape), which a str field could not carry."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", errors="surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that no byte decodes to: not a kernel name
+        return text.encode("utf-8", errors="backslashreplace")
+
+
+def journal_fields(record: Mapping[str, Any]) -> dict[str, str | bytes]:
     """MESSAGE, MESSAGE_ID, PRIORITY and one PRIOOMD_<NAME> per scalar field."""
-    fields = {
+    fields: dict[str, str | bytes] = {
         "MESSAGE": format_message(record),
         "MESSAGE_ID": MISS_MESSAGE_ID if record["kind"] == "miss" else DECISION_MESSAGE_ID,
         "PRIORITY": str(priority(record)),
@@ -305,7 +331,7 @@ class AuditSink:
         log.log(logging.DEBUG if self._quiet_log else level, "%s", format_message(record))
         for c in record.get("candidates", ()):
             log.debug("  runner-up #%d: pid %d (%s) in %s, badness %d, rss %s: %s",
-                      c["rank"], c["pid"], c["comm"], c["cgroup"], c["badness"],
+                      c["rank"], c["pid"], show(c["comm"]), show(c["cgroup"]), c["badness"],
                       _human_bytes(c["rss_bytes"]), c["outcome"] or "not tried")
 
     def close(self) -> None:

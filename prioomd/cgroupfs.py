@@ -182,13 +182,16 @@ def _unescape_mount_field(field: str) -> str:
 
 
 def cgroup2_mounts(mounts_text: str) -> list[str]:
-    """Every cgroup2 mount point of a /proc/self/mounts text (decoded with
-    surrogateescape, as every path here is), in mount order."""
+    """Every cgroup2 mount point of a /proc/self/mounts text, in mount order.
+
+    Fields are separated by one space: the kernel escapes only space, tab, newline
+    and backslash in a path (mangle()), so other whitespace (\\x1c..\\x1f, \\v,
+    U+00A0 ...) that ``str.split()`` would split on belongs to the path."""
     found = []
     for line in mounts_text.split("\n"):
-        fields = line.split()
-        if not fields:
+        if not line:
             continue
+        fields = line.split(" ")
         if len(fields) < 3:
             raise ValueError(f"mounts: expected 'source target fstype ...', got {line!r}")
         if fields[2] == "cgroup2":

@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TextIO
 
 from prioomd import (
     __version__,
@@ -29,6 +30,7 @@ from prioomd import (
 )
 from prioomd.errors import ConfigError, PrioomdError, Vanished
 from prioomd.model import Decision, Snapshot
+from prioomd.textsafe import EscapingFormatter, show
 
 log = logging.getLogger("prioomd")
 
@@ -37,6 +39,12 @@ EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 
 class UsageError(ValueError):
     """A bad command-line argument: exit 2."""
+
+
+def _print(line: str, file: TextIO | None = None) -> None:
+    """Print one line, escaped (textsafe): what the CLI prints names tenants'
+    cgroups and processes. JSON output is ASCII already: left as it is."""
+    print(show(line), file=file)
 
 
 @dataclass(frozen=True)
@@ -135,8 +143,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if args.file:
         args.config = args.file
     cfg, note = load_settings(args)
-    print(f"{note}: valid ({len(cfg.rules)} cgroup rules, root "
-          f"use_priority_oom {'on' if cfg.root.use_priority_oom else 'off'})")
+    _print(f"{note}: valid ({len(cfg.rules)} cgroup rules, root "
+           f"use_priority_oom {'on' if cfg.root.use_priority_oom else 'off'})")
     return EXIT_OK
 
 
@@ -147,36 +155,36 @@ def cmd_tree(args: argparse.Namespace) -> int:
     header = {**_header(ctx),
               "not_domains": [{"path": p, "reason": why} for p, why in not_domains]}
     if args.json:
-        print(json.dumps(render.tree_json(whole, decisions, header)))
+        _print(json.dumps(render.tree_json(whole, decisions, header)))
         return EXIT_OK
     mem = ("memory controller present" if header["memory_controller"] else
            "no memory controller here: usage counts as 0, priorities still decide")
     lines = [f"cgroup root {ctx.sources.cgroup_root} ({mem}); {ctx.config_note}; "
              f"{select.backend_description()}"]
-    print(render.tree_text(whole, decisions, lines))
+    print(render.tree_text(whole, decisions, lines))  # escaped line by line by render
     for path, why in not_domains:
-        print(f"{path}: {why}")
+        _print(f"{path}: {why}")
     return EXIT_OK
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
     if not args.once:
-        print("prioomd audit: only --once is available here; for continuous auditing run "
-              "`prioomd run --dry-run`", file=sys.stderr)
+        _print("prioomd audit: only --once is available here; for continuous auditing run "
+               "`prioomd run --dry-run`", file=sys.stderr)
         return EXIT_CONFIG
     ctx = load_context(args)
     decisions, not_domains = enabled_domains(ctx, _take_whole(ctx))
     for path, why in not_domains:  # on stderr with --json: stdout has only decisions
-        print(f"{path}: {why}", file=sys.stderr if args.json else sys.stdout)
+        _print(f"{path}: {why}", file=sys.stderr if args.json else sys.stdout)
     for d in decisions:
         if args.json:
-            print(json.dumps(render.decision_record(d)))
+            _print(json.dumps(render.decision_record(d)))
         else:
-            print(f"domain {d.domain}: {d.outcome}: {d.reason}")
+            _print(f"domain {d.domain}: {d.outcome}: {d.reason}")
             for rank, c in enumerate(d.candidates[1:], start=2):
-                print(f"  then #{rank}: {c.victim_cgroup} pid {c.pid} ({c.comm})")
+                _print(f"  then #{rank}: {c.victim_cgroup} pid {c.pid} ({c.comm})")
     if not decisions and not args.json:
-        print("no OOM domain has use_priority_oom on: nothing to audit")
+        _print("no OOM domain has use_priority_oom on: nothing to audit")
     return EXIT_OK
 
 
@@ -186,8 +194,8 @@ def _existing_cgroup(ctx: Context, arg: str, command: str) -> tuple[str, str] | 
     cgdir = snapshot.abs_dir(ctx.sources, path)
     if os.path.isdir(cgdir):
         return path, cgdir
-    print(f"prioomd {command}: no cgroup {path} under {ctx.sources.cgroup_root}",
-          file=sys.stderr)
+    _print(f"prioomd {command}: no cgroup {path} under {ctx.sources.cgroup_root}",
+           file=sys.stderr)
     return None
 
 
@@ -201,19 +209,19 @@ def cmd_explain(args: argparse.Namespace) -> int:
     xattrs = cgroupfs.read_xattrs(cgdir, table.ALL_XATTRS)
     lines = ctx.table.explain(path, xattrs, cgroupfs.owner_uid(cgdir),
                               cgroupfs.owner_uid(parent) if parent else None)
-    print(f"{path}:")
+    _print(f"{path}:")
     for line in lines:
-        print(f"  {line}")
+        _print(f"  {line}")
     decisions, not_domains = enabled_domains(ctx, _take_whole(ctx))
     for other, why in not_domains:
         if other == path:
-            print(f"{path}: {why}")
+            _print(f"{path}: {why}")
     for d in decisions:
         if not (path == d.domain or path.startswith(d.domain.rstrip("/") + "/")):
             continue
         on_walk = path in d.walk
-        print(f"domain {d.domain}: {d.outcome}; the walk "
-              f"{'passes through' if on_walk else 'does not reach'} {path}: {d.reason}")
+        _print(f"domain {d.domain}: {d.outcome}; the walk "
+               f"{'passes through' if on_walk else 'does not reach'} {path}: {d.reason}")
     return EXIT_OK
 
 
@@ -235,20 +243,20 @@ def cmd_set(args: argparse.Namespace) -> int:
             writes.append((table.XATTR_USE_PRIORITY_OOM,
                            table.validate_xattr_value(table.XATTR_USE_PRIORITY_OOM, flag)))
     except ValueError as exc:
-        print(f"prioomd set: {exc}", file=sys.stderr)
+        _print(f"prioomd set: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if not writes:
-        print("prioomd set: nothing to set (give --priority and/or --use-priority-oom)",
-              file=sys.stderr)
+        _print("prioomd set: nothing to set (give --priority and/or --use-priority-oom)",
+               file=sys.stderr)
         return EXIT_CONFIG
     for name, value in writes:
         try:
             cgroupfs.write_xattr(cgdir, name, value)
         except OSError as exc:
-            print(f"prioomd set: cannot write {name} on {cgdir}: {exc.strerror}",
-                  file=sys.stderr)
+            _print(f"prioomd set: cannot write {name} on {cgdir}: {exc.strerror}",
+                   file=sys.stderr)
             return EXIT_FAILURE
-        print(f"{path}: {name} = {value.decode()}")
+        _print(f"{path}: {name} = {value.decode()}")
     return EXIT_OK
 
 
@@ -330,16 +338,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     _tolerant_output()
     parser = build_parser()
     args = parser.parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(EscapingFormatter("prioomd: %(levelname)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="prioomd: %(levelname)s: %(message)s", stream=sys.stderr)
+                        handlers=[handler])
     try:
         return int(args.func(args))
     except UsageError as exc:
-        print(f"prioomd {args.command}: {exc}", file=sys.stderr)
+        _print(f"prioomd {args.command}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except ConfigError as exc:
-        print(f"prioomd: config error: {exc}", file=sys.stderr)
+        first, *more = str(exc).split("\n")  # one problem per line (config.py)
+        for line in [f"prioomd: config error: {first}", *more]:
+            _print(line, file=sys.stderr)
         return EXIT_CONFIG
     except (PrioomdError, OSError) as exc:
-        print(f"prioomd: {exc}", file=sys.stderr)
+        _print(f"prioomd: {exc}", file=sys.stderr)
         return EXIT_FAILURE

@@ -46,6 +46,7 @@ from prioomd.options import (
     show_value,
 )
 from prioomd.sections import BUILDERS, AuditConfig, DetectConfig, GuardConfig, KillConfig
+from prioomd.textsafe import show
 
 DEFAULT_CONFIG_PATH = "/etc/prioomd/prioomd.toml"
 BUILTIN_SOURCE = "built-in defaults"  # Config.source when no file was read
@@ -268,7 +269,8 @@ def parse_config(text: str, source: str) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: invalid TOML: {exc}") from None
     except RecursionError:  # tomllib recurses once per nested array or inline table
-        raise ConfigError(f"{source}: invalid TOML: arrays or tables nested too deep") from None
+        raise ConfigError(f"{source}: invalid TOML: arrays or inline tables nested too "
+                          "deeply") from None
     problems: list[str] = []
     sections: dict[str, Any] = {}
     rules: list[Rule] = []
@@ -286,7 +288,8 @@ def parse_config(text: str, source: str) -> Config:
         problems.extend(_rule_conflicts(rules, source))
         problems.extend(_runtime_problems(sections, source))
     if problems:
-        raise ConfigError("\n".join(problems))
+        # One line per problem: a key can hold a newline (a quoted TOML key).
+        raise ConfigError("\n".join(show(p) for p in problems))
     return Config(source=source, rules=tuple(rules), **sections)
 
 

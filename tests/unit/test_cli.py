@@ -207,4 +207,76 @@ def test_a_non_utf8_cgroup_name_never_crashes_a_strict_stdout(fake_root, tmp_pat
     assert cli.main(["tree", *args]) == 0
     out.flush()
     text = out.buffer.getvalue().decode(encoding)
-    assert "G\\udcff" in text  # escaped, visibly
+    assert "G\\xff" in text  # escaped, visibly (textsafe shows the byte 0xff as \xff)
+
+
+# ---------------------------------------------------------------- hostile names
+
+EVIL = "E\x1b[2J\x07\nforged\u202e"  # the victim leaf of the worked example, renamed
+EVIL_SHOWN = "E\\x1b[2J\\a\\nforged\\u202e"
+EVIL_COMM = "e\nKilled pid 1"
+
+
+@pytest.fixture
+def hostile(fake_root, tmp_path):
+    cg, procs = trees.worked_example()
+    cg["children"]["B"]["children"][EVIL] = cg["children"]["B"]["children"].pop("E")
+    procs[301].update(comm=EVIL_COMM, cgroup=f"/B/{EVIL}")
+    procs[302]["rss_kb"] = 1  # F ranks second: its comm shows in `audit --once`
+    procs[302]["comm"] = "f\x1b]0;title\x07"
+    root = fakefs.make_cgroupfs(fake_root, cg)
+    proc = fakefs.make_procfs(fake_root, procs)
+    conf = tmp_path / "prioomd.toml"
+    conf.write_text("[root]\nuse_priority_oom = true\n")
+    return ["--config", str(conf), "--cgroup-root", root, "--proc-root", proc]
+
+
+def test_tree_text_escapes_names_one_line_per_cgroup(capsys, hostile):
+    rc, out, _ = run(capsys, "tree", *hostile)
+    lines = out.splitlines()
+    assert rc == 0 and all(line.isprintable() for line in lines), out
+    # header, column titles, 7 cgroups, one domain line
+    assert len(lines) == 10
+    (leaf,) = [x for x in lines if x.strip().startswith("E\\x1b")]
+    assert leaf.strip().startswith(EVIL_SHOWN) and "victim of /" in leaf
+    assert lines[-1].startswith("domain /: kill: ") and f"/B/{EVIL_SHOWN}" in lines[-1]
+
+
+def test_tree_json_keeps_raw_names(capsys, hostile):
+    rc, out, _ = run(capsys, "tree", "--json", *hostile)
+    assert rc == 0 and len(out.splitlines()) == 1
+    assert f"/B/{EVIL}" in {n["path"] for n in json.loads(out)["nodes"]}
+
+
+def test_audit_once_text_escapes_names(capsys, hostile):
+    rc, out, _ = run(capsys, "audit", "--once", *hostile)
+    lines = out.splitlines()
+    assert rc == 0 and all(line.isprintable() for line in lines), out
+    assert len(lines) == 5  # the decision, then #2..#5
+    assert f"/B/{EVIL_SHOWN}" in lines[0] and "(e\\nKilled pid 1)" in lines[0]
+    assert lines[1] == "  then #2: /B/F pid 302 (f\\x1b]0;title\\a)"
+
+
+def test_audit_once_json_keeps_raw_names(capsys, hostile):
+    rc, out, _ = run(capsys, "audit", "--once", "--json", *hostile)
+    (rec,) = map(json.loads, out.splitlines())
+    assert rc == 0 and rec["victim_cgroup"] == f"/B/{EVIL}"
+    assert rec["candidates"][0]["comm"] == EVIL_COMM
+
+
+def test_explain_escapes_names(capsys, hostile):
+    rc, out, _ = run(capsys, "explain", f"/B/{EVIL}", *hostile)
+    lines = out.splitlines()
+    assert rc == 0 and all(line.isprintable() for line in lines), out
+    assert lines[0] == f"/B/{EVIL_SHOWN}:"
+    assert any("passes through" in line for line in lines)
+
+
+def test_config_errors_are_escaped_one_problem_per_line(capsys, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('"\\u001b[2Jevil\\nkey" = 1\n[daemon]\n"x\\u202e" = 2\n')
+    rc, _, err = run(capsys, "check-config", "--config", str(bad))
+    lines = err.splitlines()
+    assert rc == 2 and len(lines) == 2 and all(line.isprintable() for line in lines), err
+    assert lines[0].startswith(f"prioomd: config error: {bad}: \\x1b[2Jevil\\nkey = 1: ")
+    assert "x\\u202e" in lines[1]
