@@ -45,7 +45,13 @@ from prioomd.options import (
     option,
     show_value,
 )
-from prioomd.sections import AuditConfig, DetectConfig, GuardConfig, KillConfig
+from prioomd.sections import (
+    AuditConfig,
+    DetectConfig,
+    GuardConfig,
+    KillConfig,
+    MetricsConfig,
+)
 
 DEFAULT_CONFIG_PATH = "/etc/prioomd/prioomd.toml"
 BUILTIN_SOURCE = "built-in defaults"  # Config.source when no file was read
@@ -128,6 +134,7 @@ SECTIONS: dict[str, type] = {
     "kill": KillConfig,
     "guard": GuardConfig,
     "audit": AuditConfig,
+    "metrics": MetricsConfig,
 }
 _SECTION_KEYS = {name: keys_of(cls, name) for name, cls in SECTIONS.items()}
 _RULE_KEYS = keys_of(_RuleKeys, f"[{RULES_KEY}]")
@@ -199,6 +206,7 @@ class Config:
     kill: KillConfig = field(default_factory=KillConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     rules: tuple[Rule, ...] = ()
 
 

@@ -22,6 +22,7 @@ from prioomd import (
     detect,
     domains,
     kill,
+    metrics,
     procfs,
     select,
     selfprotect,
@@ -80,6 +81,7 @@ class Daemon:
         self._next_rescan = 0.0
         self._victims: dict[str, int] = {}  # watch key -> pid of a victim not yet gone
         self.loop: EventLoop | None = None
+        self.metrics: metrics.Metrics | metrics.NullMetrics = metrics.NULL
 
     # ------------------------------------------------------------ set-up
     def _make_killer(self) -> kill.Killer:
@@ -158,6 +160,8 @@ class Daemon:
             self.loop = loop
             if self.config_path:
                 loop.watch_config(CONFIG_KEY, self.config_path)
+            self.metrics = metrics.start(self.cfg.metrics, dry_run=self.dry_run,
+                                         walk=select.DEFAULT_BACKEND)
             info = loop.enable_proc_events()
             log.info("process events: %s", info.reason)
             self._arm(loop)
@@ -178,6 +182,7 @@ class Daemon:
                 self.notifier.stopping()
                 self.guard.restore_all()
                 self.sink.close()
+                self.metrics.close()
         return 0
 
     def _timeout(self) -> float:
@@ -314,6 +319,7 @@ class Daemon:
         record = audit.build_decision_record(decision, result, trigger=trigger,
                                              detected_at=detected_at, numbers=threat.numbers)
         self.sink.emit(record)
+        self.metrics.record(record)
 
     def _oom_kills(self, dom: domains.Domain, cur: detect.Sample | None = None) -> int | None:
         """The kernel's own OOM kill count in the domain: /proc/vmstat for the root;
@@ -337,8 +343,10 @@ class Daemon:
         if before is not None and now > before:
             log.warning("%s: the kernel's OOM killer killed %d process(es) before prioomd "
                         "acted", state.domain.path, now - before)
-            self.sink.emit(audit.build_miss_record(state.domain.path, now - before,
-                                                   dry_run=self.dry_run))
+            record = audit.build_miss_record(state.domain.path, now - before,
+                                             dry_run=self.dry_run)
+            self.sink.emit(record)
+            self.metrics.record(record)
 
     # ------------------------------------------------------------ reload
     def reload(self, loop: EventLoop) -> None:
@@ -350,6 +358,7 @@ class Daemon:
             cfg = config.load_config(self.config_path)
         except ConfigError as exc:
             log.error("new config rejected, the old one stays in force: %s", exc)
+            self.metrics.reloaded(False)
             self.notifier.ready(self._status())
             return
         self.cfg = cfg
@@ -357,6 +366,7 @@ class Daemon:
         self.killer = self._make_killer()
         self.guard.thresholds = cfg.detect.cgroup_thresholds()
         self._arm(loop)
+        self.metrics.reloaded(True)
         log.info("config %s reloaded: %d rules, %d domain(s)", self.config_path, len(cfg.rules),
                  len(self.states))
         self._self_test()  # what the new table would choose now, in the log

@@ -21,7 +21,7 @@ fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-PRIOOMD_REQUIRE_C=1 .venv/bin/pip install -q --disable-pip-version-check -e ".[daemon,test,dev]"
+PRIOOMD_REQUIRE_C=1 .venv/bin/pip install -q --disable-pip-version-check -e ".[daemon,metrics,test,dev]"
 .venv/bin/python -c 'import prioomd._select' \
     || { echo "setup: the C core did not build" >&2; exit 1; }
 

@@ -86,7 +86,8 @@ def test_defaults_programmatic() -> None:
         "root": {"use_priority_oom": False},
         "hints": {"enabled": True, "oomd_avoid": 10, "oomd_omit": 12, "oomd_prefer": 0},
     }
-    assert set(got) == {"daemon", "root", "hints", "detect", "kill", "guard", "audit"}
+    assert set(got) == {"daemon", "root", "hints", "detect", "kill", "guard", "audit",
+                        "metrics"}
     assert got["detect"]["mem_available_floor_pct"] == 5.0
     assert got["kill"]["sigterm_grace_s"] == 0.0 and got["guard"]["enabled"] is True
 
@@ -377,5 +378,5 @@ def test_load_names_the_file(tmp_path: Path) -> None:
 def test_shipped_file_states_the_code_defaults_of_the_daemon_sections() -> None:
     """The shipped file writes out the defaults of these sections: they must not drift."""
     shipped = load_config(SHIPPED)
-    for name in ("detect", "kill", "guard", "audit"):
+    for name in ("detect", "kill", "guard", "audit", "metrics"):
         assert getattr(shipped, name) == getattr(Config(), name), name
