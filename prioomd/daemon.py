@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from prioomd import (
     audit,
     cgroupfs,
+    cgroupns,
     config,
     detect,
     domains,
@@ -73,6 +74,8 @@ class Daemon:
                                     journal_send=audit.journal_sender() if cfg.audit.journal
                                     else None,
                                     stderr_is_journal=audit.stderr_is_journal())
+        # Our own cgroup in the host's tree (private cgroup namespaces, our own pod).
+        self.where = cgroupns.locate_self(sources.cgroup_root, sources.proc_root)
         self.killer = self._make_killer()
         self.states: dict[str, _DomainState] = {}
         self.kills = 0
@@ -95,9 +98,12 @@ class Daemon:
                                  grace_only_if=grace_allowed,
                                  confirm_timeout_s=self.cfg.kill.confirm_timeout_s,
                                  mrelease=self.cfg.kill.mrelease)
-        return kill.Killer(self.sources.cgroup_root, proc_root=self.sources.proc_root,
-                           clock=self.sources.clock, dry_run=self.dry_run,
-                           protected_pids={1, os.getpid()}, policy=policy)
+        killer = kill.Killer(self.sources.cgroup_root, proc_root=self.sources.proc_root,
+                             clock=self.sources.clock, dry_run=self.dry_run,
+                             protected_pids={1, os.getpid()}, policy=policy)
+        if self.where is not None:
+            killer.cgroupns_root = self.where.ns_root
+        return killer
 
     def _arm(self, loop: EventLoop) -> None:
         """Discover the enabled domains and arm a wake-up source for each."""
@@ -168,6 +174,12 @@ class Daemon:
             # Everything is imported and the first decisions are warm: lock it in.
             for warning in self._protect():
                 log.warning("%s", warning)
+            if self.where is not None and self.where.ns_root != "/":
+                log.info("private cgroup namespace rooted at %s: /proc/PID/cgroup paths are "
+                         "mapped back to %s", self.where.ns_root, self.sources.cgroup_root)
+            for note in cgroupns.exempt_own_pod(self.sources.cgroup_root, self.where,
+                                                self.sources.proc_root) if self.where else ():
+                log.info("%s", note)
             self._self_test()
             self._started_at = self.sources.clock()
             self.notifier.ready(self._status())

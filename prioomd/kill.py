@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from prioomd import cgroupfs, procfs
+from prioomd import cgroupfs, cgroupns, procfs
 from prioomd.errors import Vanished, is_gone
 from prioomd.model import Attempt, Candidate, Decision, KillResult
 from prioomd.procfs import OOM_SCORE_ADJ_MIN, TaskFacts
@@ -115,6 +115,7 @@ class Killer:
         self.dry_run = dry_run
         self.policy = policy if policy is not None else KillPolicy()
         self.protected_pids = frozenset(protected_pids) | {os.getpid()}
+        self.cgroupns_root = "/"  # where our cgroup namespace's root is (cgroupns.py)
         self._clock = clock
         self._wait = wait
         self._sys: Syscalls = syscalls if syscalls is not None else LinuxSyscalls()
@@ -222,6 +223,8 @@ class Killer:
             return _Step("vanished", f"pid {pid} is now {facts.comm!r}, not {cand.comm!r}: "
                          "reused or exec'd")
         cgroup = procfs.read_pid_cgroup(pid, self.proc_root)
+        if cgroup is not None:  # in a private cgroup namespace: back to the host's path
+            cgroup = cgroupns.to_host(self.cgroupns_root, cgroup)
         expected = _join(self._hierarchy_prefix, cand.victim_cgroup)
         if cgroup is not None and not _under(cgroup, expected):
             return _Step("vanished", f"pid {pid} is in {cgroup}, not under "

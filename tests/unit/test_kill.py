@@ -531,3 +531,15 @@ def test_cgroup_kill_not_confirmed(gworld, clock):
 def test_bad_kill_cgroup_path_is_a_bug(gworld, clock):
     with pytest.raises(ValueError):
         make_killer(gworld, clock, FakeSys(gworld)).execute(decision(gcand("/g/../h")))
+
+
+def test_private_cgroup_namespace_paths_are_mapped_back_to_the_tree(fake_root, clock):
+    """In a pod's private cgroup namespace /proc/PID/cgroup reads "/../../a": with the
+    namespace's root known, that is /a, the victim's cgroup, not a moved process."""
+    procs = {pid: {**spec, "cgroup": "/../../a"} for pid, spec in PROCS.items()}
+    w = World(fake_root, procs, CGROUPS)
+    killer = make_killer(w, clock, FakeSys(w))
+    killer.cgroupns_root = "/kubepods.slice/kubepods-podx.slice"
+    result = killer.execute(decision(cand(100), cand(101)))
+    assert [a.outcome for a in result.attempts] == ["killed"]
+    assert result.candidate == cand(100)
