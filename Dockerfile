@@ -58,6 +58,7 @@ RUN python3 -m venv /opt/build \
 COPY tests /t/tests
 COPY etc /t/etc
 COPY deploy /t/deploy
+COPY man /t/man
 COPY pyproject.toml README.md /t/
 WORKDIR /t
 RUN python3 -m venv /opt/test \
