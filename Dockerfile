@@ -10,7 +10,7 @@
 # Run it on the host it protects (the daemon acts on the host's processes and cgroups):
 #
 #   podman run -d --name prioomd --pid=host --cgroupns=host \
-#     -v /sys/fs/cgroup:/sys/fs/cgroup -v /proc:/host/proc:ro \
+#     -v /sys/fs/cgroup:/sys/fs/cgroup \
 #     -v /etc/prioomd:/etc/prioomd:ro -v /var/log/prioomd:/var/log/prioomd \
 #     --cap-drop=ALL --cap-add=KILL --cap-add=SYS_ADMIN --cap-add=SYS_RESOURCE \
 #     --cap-add=SYS_PTRACE --cap-add=DAC_READ_SEARCH --cap-add=IPC_LOCK \

@@ -86,3 +86,15 @@ def test_configmap_is_the_preset_and_valid():
     cfg = config.parse_config(text, "configmap.yaml")
     assert cfg.root.use_priority_oom and cfg.metrics.enabled
     assert any(r.path == "/kubepods.slice" and r.use_priority_oom for r in cfg.rules)
+
+
+def test_daemonset_arguments_are_ones_prioomd_accepts():
+    from prioomd import cli
+    spec = by_kind("DaemonSet")["spec"]["template"]["spec"]
+    daemon = next(c for c in spec["containers"] if c["name"] == "prioomd")
+    args = cli.build_parser().parse_args(daemon["args"])
+    assert args.command == "run" and args.config == "/etc/prioomd/prioomd.toml"
+    hook = next(c for c in spec["containers"] if c["name"] == "pod-priority-hook")
+    assert hook["command"][-1] == "/usr/local/lib/prioomd/pod-priority-hook.py"
+    assert "COPY deploy/kubernetes/pod-priority-hook.py " + hook["command"][-1] in \
+        (KDIR.parents[1] / "Dockerfile").read_text()
