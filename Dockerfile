@@ -41,7 +41,7 @@ FROM ${BASE} AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
         python3 python3-venv python3-dev gcc libc6-dev libsystemd-dev pkg-config \
- && rm -rf /var/lib/apt/lists/*
+ && apt-get clean && rm -rf /var/lib/apt/lists/*
 # The package index and its CA bundle, as on the building host (build.sh passes them:
 # behind a TLS-intercepting proxy pip needs the host's CA, mounted by the build).
 ARG PIP_INDEX_URL=https://pypi.org/simple
@@ -71,7 +71,7 @@ FROM ${BASE}
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv libsystemd0 \
- && rm -rf /var/lib/apt/lists/*
+ && apt-get clean && rm -rf /var/lib/apt/lists/*
 COPY --from=build /wheels /wheels
 RUN python3 -m venv /opt/prioomd \
  && /opt/prioomd/bin/pip install --no-cache-dir --disable-pip-version-check --no-index \

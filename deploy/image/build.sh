@@ -37,7 +37,7 @@ if ! "${bah[@]}" inspect --type image "$base" >/dev/null 2>&1; then
         --dpkgopt='path-exclude=/usr/share/man/*' \
         --dpkgopt='path-exclude=/usr/share/locale/*' \
         --dpkgopt='path-exclude=/usr/share/info/*' \
-        --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin' \
+        --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/var/cache/apt/archives/*.deb' \
         bookworm "$tmp/rootfs.tar" "$mirror"
     c=$("${bah[@]}" from scratch)
     "${bah[@]}" add "$c" "$tmp/rootfs.tar" / >/dev/null

@@ -46,7 +46,9 @@ for f in /etc/prioomd/prioomd.toml /etc/prioomd/presets/systemd-host.toml \
     run prioomd check-config "$f"
 done
 run python3 -c "import prometheus_client, systemd.journal"
-entry=$("${bah[@]}" inspect --type image --format '{{json .OCIv1.Config.Entrypoint}} {{json .OCIv1.Config.Cmd}}' "$tag")
+entry=$("${bah[@]}" inspect --type image "$tag" | python3 -c 'import json, sys
+c = json.load(sys.stdin)["OCIv1"]["config"]
+print(json.dumps(c.get("Entrypoint")), json.dumps(c.get("Cmd")))')
 [ "$entry" = '["prioomd"] ["run"]' ] || { echo "image: entrypoint is $entry" >&2; exit 1; }
 size=$("${bah[@]}" images --format '{{.Size}}' "$tag")
 echo "image: $tag is $size; entrypoint $entry"
