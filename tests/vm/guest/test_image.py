@@ -24,7 +24,8 @@ PRESET = "/etc/prioomd/presets/kubernetes-node.toml"  # inside the image
 
 def in_image(*argv: str) -> subprocess.CompletedProcess[str]:
     script = ('set -e; r="$1"; shift; mount --rbind /proc "$r/proc"; '
-              'mount --rbind /sys "$r/sys"; mount --rbind /dev "$r/dev"; exec chroot "$r" "$@"')
+              'mount --rbind /sys "$r/sys"; mount --rbind /dev "$r/dev"; '
+              'exec chroot "$r" env PATH=/opt/prioomd/bin:/usr/sbin:/usr/bin:/sbin:/bin "$@"')
     return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script,
                            "sh", ROOTFS, *argv], capture_output=True, text=True, timeout=300,
                           check=False)
