@@ -94,6 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Imported here: the one-shot commands need none of the daemon's machinery
     # (the daemon itself imports everything before it starts watching).
     from prioomd.daemon import Daemon
+    from prioomd.guard import default_runtime_dir
 
     ctx = load_context(args)
     cfg = ctx.cfg
@@ -102,8 +103,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     config_path = args.config or (config.DEFAULT_CONFIG_PATH
                                   if os.path.exists(config.DEFAULT_CONFIG_PATH) else None)
     log.info("%s; cgroup root %s", ctx.config_note, ctx.sources.cgroup_root)
+    runtime_dir = args.runtime_dir if args.runtime_dir is not None else default_runtime_dir()
     return Daemon(cfg, config_path, ctx.sources, dry_run=args.dry_run,
-                  exit_after_s=args.exit_after).run()
+                  exit_after_s=args.exit_after, runtime_dir=runtime_dir or None).run()
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -252,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JSON lines audit file (default: [audit] file; '' for none)")
     s.add_argument("--exit-after", type=float, metavar="SECONDS",
                    help="stop after this long (smoke tests, demos)")
+    s.add_argument("--runtime-dir", metavar="DIR",
+                   help="where guard mode keeps the administrator's memory.high across a "
+                   "crash (default: $RUNTIME_DIRECTORY, else /run/prioomd; '' for none)")
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("check-config", parents=[common], help="validate the config; exit 0 or 2")

@@ -11,7 +11,9 @@ Event kinds (``Event.kind``), with ``Event.key`` the caller's registration key:
 * ``file-changed``: a watched kernfs file was modified, or a watched config
   file was closed after writing or renamed into place. Coalesced per ``wait``.
 * ``gone``: the cgroup behind the key was removed (POLLERR on its PSI fd, or
-  IN_DELETE of its directory). Everything registered under the key is dropped.
+  IN_DELETE of its directory), or a watched config file's directory was removed
+  (``watch_config`` it again once it is back). Everything registered under the
+  key is dropped.
 * ``proc-exit``: a pid watched with ``watch_pid`` exited (pidfd), or, under
   ``PROC_KEY``, a process (thread-group leader) exited (connector).
 * ``proc-fork``: under ``PROC_KEY``, a new process (connector, if asked for).
@@ -224,7 +226,14 @@ class EventLoop:
 
     def watch_pid(self, key: str, pid: int) -> None:
         """Report ``proc-exit`` under ``key`` once every thread of ``pid`` has exited
-        (a pidfd; needs Linux 5.3). Already gone: the event comes on the next wait."""
+        (a pidfd; needs Linux 5.3). Already gone: the event comes on the next wait.
+        A key already watched for the same pid keeps its pidfd (it pins the earlier,
+        possibly still exiting, instance); for another pid the old watch is dropped."""
+        held = self._pidfds.get(key)
+        if held is not None:
+            if held[1] == pid:
+                return
+            self._drop_pid(key)
         try:
             fd = os.pidfd_open(pid)
         except ProcessLookupError:
@@ -308,7 +317,11 @@ class EventLoop:
                     path, kind = self._psi[key][1:]
                     out.setdefault(("psi", key), Event("psi", key, {"path": path, "kind": kind}))
             elif role == "pid":
-                pid = self._pidfds[key][1]
+                held = self._pidfds.get(key)
+                if held is None or held[0] != fd:  # not ours any more: never a KeyError
+                    self._unregister(fd)
+                    continue
+                pid = held[1]
                 out.setdefault(("proc-exit", key),
                                Event("proc-exit", key, {"pid": pid, "source": "pidfd"}))
                 self._drop_pid(key)
@@ -333,7 +346,7 @@ class EventLoop:
             for w in self._wd_watches.get(ev.wd, ()):
                 if ev.mask & _F.IGNORED:  # the kernel dropped the watch: file or fs gone
                     self._wd_watches.pop(ev.wd, None)
-                    if w.role == "file":
+                    if w.role in ("file", "config"):  # config: its directory went away
                         gone.append(w.key)
                         out.setdefault(("gone", w.key), Event("gone", w.key,
                                                               {"source": "inotify"}))

@@ -1,7 +1,7 @@
 """The daemon's config sections: [detect], [kill], [guard], [audit], [metrics].
 
 Declared with ``prioomd.options`` like the sections of ``config.py``; their
-defaults are the ones ``detect``, ``gate`` and ``kill`` justify next to their
+defaults are the ones ``detect``, ``gate``, ``dying`` and ``kill`` justify next to their
 own constants, so each number has one home and one reason.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prioomd import detect, gate
+from prioomd import detect, dying, gate
 from prioomd.options import Check, option
 
 PCT = Check(lambda v: 0 <= v <= 100, "0..100")
@@ -89,6 +89,11 @@ class KillConfig:
         5.0, "How long to wait for a victim's exit before calling the kill failed.", POSITIVE)
     mrelease: bool = option(
         True, "process_mrelease() the victim's memory right after SIGKILL (Linux 5.15+).")
+    dying_timeout_s: float = option(
+        dying.DEFAULT_TIMEOUT_S, "A process with SIGKILL pending holds up new kills in "
+        "its subtree at most this long, and dying processes hold a domain up at most this "
+        "long in a row; then they are reaped with process_mrelease and skipped (the "
+        "kernel's OOM reaper bound).", POSITIVE)
 
 
 @dataclass(frozen=True)

@@ -29,5 +29,6 @@ PRIOOMD_REQUIRE_C=1 .venv/bin/pip install -q --disable-pip-version-check -e ".[d
 # tests/run.sh) fetches it on first use. PRIOOMD_VM_SETUP=1 fetches it here already.
 if [ "${PRIOOMD_VM_SETUP:-0}" = 1 ] && [ "${PRIOOMD_SKIP_VM_SETUP:-0}" != 1 ]; then
     bash tests/vm/kh/setup.sh
+    bash bench/setup-peers.sh   # the peers bench/compare.py --quick runs beside prioomd
 fi
 echo "setup: done in $(( $(date +%s) - t0 )) s ($top)"

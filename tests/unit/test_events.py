@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -92,6 +93,21 @@ def test_config_watch_sees_in_place_and_atomic_writes(tmp_path: Path) -> None:
         loop.remove("config")
         cfg.write_text("a = 4\n")
         assert loop.wait(0.05) == [Event("timeout")]
+
+
+def test_config_directory_removed_is_reported_gone(tmp_path: Path) -> None:
+    conf_dir = tmp_path / "etc"
+    conf_dir.mkdir()
+    (conf_dir / "prioomd.toml").write_text("a = 1\n")
+    with EventLoop(signals=False) as loop:
+        loop.watch_config("config", str(conf_dir / "prioomd.toml"))
+        shutil.rmtree(conf_dir)
+        events = loop.wait(5.0)
+        assert ("gone", "config") in [(e.kind, e.key) for e in events]
+        conf_dir.mkdir()  # back again: a new watch sees writes again
+        loop.watch_config("config", str(conf_dir / "prioomd.toml"))
+        (conf_dir / "prioomd.toml").write_text("a = 2\n")
+        assert [(e.kind, e.key) for e in loop.wait(5.0)] == [("file-changed", "config")]
 
 
 def test_close_restores_signal_handlers() -> None:
