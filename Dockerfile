@@ -59,6 +59,7 @@ COPY tests /t/tests
 COPY etc /t/etc
 COPY deploy /t/deploy
 COPY man /t/man
+COPY bench /t/bench
 COPY pyproject.toml README.md /t/
 WORKDIR /t
 RUN python3 -m venv /opt/test \
