@@ -45,7 +45,14 @@ from prioomd.options import (
     option,
     show_value,
 )
-from prioomd.sections import BUILDERS, AuditConfig, DetectConfig, GuardConfig, KillConfig
+from prioomd.sections import (
+    BUILDERS,
+    AuditConfig,
+    DetectConfig,
+    GuardConfig,
+    KillConfig,
+    MetricsConfig,
+)
 from prioomd.textsafe import show
 
 DEFAULT_CONFIG_PATH = "/etc/prioomd/prioomd.toml"
@@ -132,6 +139,7 @@ SECTIONS: dict[str, type] = {
     "kill": KillConfig,
     "guard": GuardConfig,
     "audit": AuditConfig,
+    "metrics": MetricsConfig,
 }
 _SECTION_KEYS = {name: keys_of(cls, name) for name, cls in SECTIONS.items()}
 _RULE_KEYS = keys_of(_RuleKeys, f"[{RULES_KEY}]")
@@ -203,6 +211,7 @@ class Config:
     kill: KillConfig = field(default_factory=KillConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     rules: tuple[Rule, ...] = ()
 
 
@@ -271,6 +280,8 @@ def parse_config(text: str, source: str) -> Config:
     except RecursionError:  # tomllib recurses once per nested array or inline table
         raise ConfigError(f"{source}: invalid TOML: arrays or inline tables nested too "
                           "deeply") from None
+    except ValueError as exc:  # an integer past Python's 4300-digit conversion limit
+        raise ConfigError(f"{source}: invalid TOML: {exc}") from None
     problems: list[str] = []
     sections: dict[str, Any] = {}
     rules: list[Rule] = []

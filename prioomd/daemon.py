@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from prioomd import (
     audit,
     cgroupfs,
+    cgroupns,
     config,
     detect,
     domains,
     guard,
     kill,
+    metrics,
     procfs,
     select,
     selfprotect,
@@ -79,6 +81,8 @@ class Daemon:
                                     journal_send=audit.journal_sender() if cfg.audit.journal
                                     else None,
                                     stderr_is_journal=audit.stderr_is_journal())
+        # Our own cgroup in the host's tree (private cgroup namespaces, our own pod).
+        self.where = cgroupns.locate_self(sources.cgroup_root, sources.proc_root)
         self.killer = self._make_killer()
         self.dying = cfg.kill.dying_watch()
         self.states: dict[str, _DomainState] = {}
@@ -90,6 +94,7 @@ class Daemon:
         self._config_watched = False
         self._victims: dict[str, int] = {}  # watch key -> pid of a victim not yet gone
         self.loop: EventLoop | None = None
+        self.metrics: metrics.Metrics | metrics.NullMetrics = metrics.NULL
 
     # ------------------------------------------------------------ set-up
     def _make_killer(self) -> kill.Killer:
@@ -107,7 +112,8 @@ class Daemon:
                            clock=self.sources.clock, dry_run=self.dry_run,
                            protected_pids={1, os.getpid()},
                            policy=self.cfg.kill.kill_policy(grace_only_if=grace_allowed),
-                           keepalive=lambda: self.notifier.watchdog())
+                           keepalive=lambda: self.notifier.watchdog(),
+                           cgroupns_root=self.where.ns_root if self.where else "/")
 
     def _watch_config(self, loop: EventLoop) -> bool:
         """Watch the config file's directory; False while it does not exist."""
@@ -193,16 +199,25 @@ class Daemon:
                 self.notifier.stopping()
                 self.guard.restore_all()
                 self.sink.close()
+                self.metrics.close()
         return 0
 
     def _start(self, loop: EventLoop) -> None:
         self._watch_config(loop)
+        self.metrics = metrics.start(self.cfg.metrics, dry_run=self.dry_run,
+                                     walk=select.DEFAULT_BACKEND)
         log.info("process events: %s", loop.enable_proc_events().reason)
         self._arm(loop)
         self.guard.settle()  # a crashed run's guards that this run did not take over
         # Everything is imported and the first decisions are warm: lock it in.
         for warning in self._protect():
             log.warning("%s", warning)
+        if self.where is not None and self.where.ns_root != "/":
+            log.info("private cgroup namespace rooted at %s: /proc/PID/cgroup paths are "
+                     "mapped back to %s", self.where.ns_root, self.sources.cgroup_root)
+        for note in cgroupns.exempt_own_pod(self.sources.cgroup_root, self.where,
+                                            self.sources.proc_root) if self.where else ():
+            log.info("%s", note)
         self._self_test()
         self._started_at = self.sources.clock()
         self.notifier.ready(self._status())
@@ -363,6 +378,7 @@ class Daemon:
         record = audit.build_decision_record(decision, result, trigger=trigger,
                                              detected_at=detected_at, numbers=threat.numbers)
         self.sink.emit(record)
+        self.metrics.record(record)
 
     def _oom_kills(self, dom: domains.Domain, cur: detect.Sample | None = None) -> int | None:
         """The kernel's own OOM kill count in the domain: /proc/vmstat for the root;
@@ -386,8 +402,10 @@ class Daemon:
         if before is not None and now > before:
             log.warning("%s: the kernel's OOM killer killed %d process(es) before prioomd "
                         "acted", state.domain.path, now - before)
-            self.sink.emit(audit.build_miss_record(state.domain.path, now - before,
-                                                   dry_run=self.dry_run))
+            record = audit.build_miss_record(state.domain.path, now - before,
+                                             dry_run=self.dry_run)
+            self.sink.emit(record)
+            self.metrics.record(record)
 
     # ------------------------------------------------------------ reload
     def reload(self, loop: EventLoop) -> None:
@@ -402,6 +420,7 @@ class Daemon:
             cfg = config.load_config(self.config_path)
         except ConfigError as exc:
             log.error("new config rejected, the old one stays in force: %s", exc)
+            self.metrics.reloaded(False)
             self.notifier.ready(self._status())
             return
         self.cfg = cfg
@@ -410,6 +429,7 @@ class Daemon:
         self.dying.timeout_s = cfg.kill.dying_timeout_s
         self.guard.thresholds = cfg.detect.cgroup_thresholds()
         self._arm(loop)
+        self.metrics.reloaded(True)
         log.info("config %s reloaded: %d rules, %d domain(s)", self.config_path, len(cfg.rules),
                  len(self.states))
         self._self_test()  # what the new table would choose now, in the log

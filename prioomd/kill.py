@@ -110,12 +110,14 @@ class Killer:
         policy: KillPolicy | None = None,
         syscalls: Syscalls | None = None,
         keepalive: Callable[[], None] | None = None,
+        cgroupns_root: str = "/",
     ) -> None:
         """``keepalive`` (the service watchdog's ping) is called at least every
         KEEPALIVE_TICK_S while the kill waits (grace, confirmation): a kill may
-        wait ``sigterm_grace_s + confirm_timeout_s``, longer than WatchdogSec."""
+        wait ``sigterm_grace_s + confirm_timeout_s``, longer than WatchdogSec.
+        ``cgroupns_root``: our cgroup namespace's root in the tree (cgroupns.py)."""
         self.cgroup_root = cgroup_root
-        self._locator = victim.Locator(cgroup_root, proc_root)
+        self._locator = victim.Locator(cgroup_root, proc_root, ns_root=cgroupns_root)
         self.proc_root = proc_root
         self.dry_run = dry_run
         self.policy = policy if policy is not None else KillPolicy()

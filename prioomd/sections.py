@@ -1,4 +1,4 @@
-"""The daemon's config sections: [detect], [kill], [guard], [audit].
+"""The daemon's config sections: [detect], [kill], [guard], [audit], [metrics].
 
 Declared with ``prioomd.options`` like the sections of ``config.py``; their
 defaults are the ones ``detect``, ``gate``, ``dying`` and ``kill`` justify next to their
@@ -184,6 +184,32 @@ class AuditConfig:
     file: str = option("/var/log/prioomd/audit.jsonl", "JSON lines audit file ('' = none).",
                        Check(lambda v: "\0" not in v, "without NUL characters"))
     journal: bool = option(True, "Send structured records to journald when it runs.")
+
+
+def _is_listen_address(value: str) -> bool:
+    if value.startswith("unix:"):
+        return value[5:].startswith("/")
+    host, sep, port = value.rpartition(":")
+    return bool(sep and host) and port.isdigit() and 0 < int(port) < 65536
+
+
+LISTEN = Check(_is_listen_address, '"HOST:PORT", "[IPV6]:PORT" or "unix:/PATH"')
+ABSOLUTE_OR_EMPTY = Check(lambda v: v == "" or v.startswith("/"), 'an absolute path or ""')
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """[metrics]: Prometheus metrics (needs the prometheus-client package, the
+    ``metrics`` extra). Off by default; when off nothing of it is imported."""
+
+    enabled: bool = option(False, "Expose Prometheus metrics at all.")
+    listen: str = option(
+        "", "Serve /metrics over HTTP here: \"127.0.0.1:9381\", \"[::1]:9381\" or "
+        "\"unix:/run/prioomd/metrics.sock\" ('' = no listener).",
+        Check(lambda v: v == "" or _is_listen_address(v), LISTEN.allowed + " or \"\""))
+    textfile: str = option(
+        "", "Also write the metrics to this file for node_exporter's textfile collector "
+        "(atomic rename, after every change; '' = none).", ABSOLUTE_OR_EMPTY)
 
 
 # What the daemon builds from each section, at start and on every reload: config

@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prioomd import cgroupfs, procfs
+from prioomd import cgroupfs, cgroupns, procfs
 from prioomd.errors import Vanished
 from prioomd.model import Candidate
 from prioomd.procfs import OOM_SCORE_ADJ_MIN, TaskFacts
@@ -58,9 +58,11 @@ def check(cand: Candidate, facts: TaskFacts, where: Callable[[], str | None]) ->
 class Locator:
     """Finds the cgroup a process is in, relative to ``cgroup_root``."""
 
-    def __init__(self, cgroup_root: str, proc_root: str = "/proc") -> None:
+    def __init__(self, cgroup_root: str, proc_root: str = "/proc", *,
+                 ns_root: str = "/") -> None:
         self.cgroup_root = cgroup_root
         self.proc_root = proc_root
+        self.ns_root = ns_root  # a private cgroup namespace's root in the tree (cgroupns)
         # /proc/PID/cgroup names cgroups from the hierarchy's top, which is
         # above cgroup_root when prioomd is pointed at a subtree.
         try:
@@ -85,6 +87,7 @@ class Locator:
             return None
         if printed is None:
             return None
+        printed = cgroupns.to_host(self.ns_root, printed)  # "/../../x" in a pod's namespace
         claims = [printed]
         if printed.endswith(DELETED):
             claims.append(printed[: -len(DELETED)])

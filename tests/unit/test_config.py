@@ -87,7 +87,8 @@ def test_defaults_programmatic() -> None:
         "root": {"use_priority_oom": False},
         "hints": {"enabled": True, "oomd_avoid": 10, "oomd_omit": 12, "oomd_prefer": 0},
     }
-    assert set(got) == {"daemon", "root", "hints", "detect", "kill", "guard", "audit"}
+    assert set(got) == {"daemon", "root", "hints", "detect", "kill", "guard", "audit",
+                        "metrics"}
     assert got["detect"]["mem_available_floor_pct"] == 5.0
     assert got["kill"]["sigterm_grace_s"] == 0.0 and got["guard"]["enabled"] is True
 
@@ -387,7 +388,7 @@ def test_load_names_the_file(tmp_path: Path) -> None:
 def test_shipped_file_states_the_code_defaults_of_the_daemon_sections() -> None:
     """The shipped file writes out the defaults of these sections: they must not drift."""
     shipped = load_config(SHIPPED)
-    for name in ("detect", "kill", "guard", "audit"):
+    for name in ("detect", "kill", "guard", "audit", "metrics"):
         assert getattr(shipped, name) == getattr(Config(), name), name
 
 
@@ -457,3 +458,10 @@ def test_a_symlink_to_a_regular_file_is_read(tmp_path: Path) -> None:
 def test_paths_with_nul_are_refused(body: str) -> None:
     """os functions raise ValueError on a NUL byte: run would die of the cgroup root."""
     assert "without NUL characters" in error_of(body + "\n")
+
+
+def test_an_integer_too_long_to_convert_is_a_config_error():
+    """tomllib raises a plain ValueError past Python's int conversion limit (found by
+    test_fuzz_config): it is a ConfigError like any other bad TOML, never a crash."""
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        parse_config("[detect]\npoll_max_s = " + "9" * 5000 + "\n", "p.toml")

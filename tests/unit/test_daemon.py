@@ -423,3 +423,29 @@ def test_a_stuck_dying_task_blocks_its_domain_only_for_dying_timeout_s(fake_root
     decision = d._decide(dom)
     assert decision.outcome == "kill" and reaped == [pids[301]]
     assert decision.candidates[0].pid == pids[302]  # /B/F: /B/E holds only the stuck one
+
+
+def test_metrics_count_the_decisions_misses_and_reloads_of_a_run(fake_root, tmp_path, sleepers,
+                                                                 monkeypatch):
+    pytest.importorskip("prometheus_client")
+    from prometheus_client.parser import text_string_to_metric_families
+    root, proc, _ = _tree(fake_root, sleepers, mem_available_kb=100_000)
+    real = daemon.domains.root_oom_kills
+    calls = iter(range(100))
+    monkeypatch.setattr(daemon.domains, "root_oom_kills",
+                        lambda proc_root: real(proc_root) + (2 if next(calls) >= 1 else 0))
+    prom = tmp_path / "prioomd.prom"
+    d, records = _run(root, proc, tmp_path, text="[root]\nuse_priority_oom = true\n"
+                      f'[metrics]\nenabled = true\ntextfile = "{prom}"\n')
+    (tmp_path / "prioomd.toml").write_text("[root]\nuse_priority_oom = 7\n")
+    with EventLoop(signals=False) as loop:
+        d.reload(loop)  # rejected: counted
+    d.metrics.close()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for fam in text_string_to_metric_families(prom.read_text()) for s in fam.samples}
+    assert [r["outcome"] for r in records if r["kind"] == "decision"] == ["dry-run"]
+    assert samples[("prioomd_decisions_total", (("domain", "/"), ("outcome", "dry-run"),
+                                                ("trigger", "floor")))] == 1
+    assert samples[("prioomd_misses_total", (("domain", "/"),))] == 2
+    assert samples[("prioomd_config_reloads_total", (("result", "rejected"),))] == 1
+    assert samples[("prioomd_dry_run", ())] == 1

@@ -697,3 +697,14 @@ def test_reap_only_the_same_process_and_only_for_real(world, clock, sys, start, 
     _join_reapers()
     assert why in detail and sys.mreleased == []
     assert sorted(sys.closed) == sorted(sys.fds)
+
+
+def test_private_cgroup_namespace_paths_are_mapped_back_to_the_tree(fake_root, clock):
+    """In a pod's private cgroup namespace /proc/PID/cgroup reads "/../../a": with the
+    namespace's root known, that is /a, the victim's cgroup, not a moved process."""
+    procs = {pid: {**spec, "cgroup": "/../../a"} for pid, spec in PROCS.items()}
+    w = World(fake_root, procs, CGROUPS)
+    killer = make_killer(w, clock, FakeSys(w), cgroupns_root="/kubepods.slice/kubepods-podx.slice")
+    result = killer.execute(decision(cand(100), cand(101)))
+    assert [a.outcome for a in result.attempts] == ["killed"]
+    assert result.candidate == cand(100)
