@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prioomd import cgroupfs, detect, procfs, table
+from prioomd import cgroupfs, detect, procfs, swaps, table
 from prioomd.errors import ConfigError, Vanished
 from prioomd.snapshot import Sources
 
@@ -86,23 +86,40 @@ def discover(tbl: table.PriorityTable, sources: Sources) -> tuple[list[Domain], 
     return domains, notes
 
 
-def sample_root(proc_root: str, clock: Callable[[], float]) -> detect.RootSample:
-    """MemAvailable, swap and PSI of the whole machine: two small reads. PSI is
-    None on a kernel without it (psi=0, or built without): the floor needs none."""
+def sample_root(proc_root: str, clock: Callable[[], float],
+                sys_block: str = "/sys/block") -> detect.RootSample:
+    """MemAvailable, swap and PSI of the whole machine: two small reads (and, with
+    swap, /proc/swaps; with swap on zram, its mm_stat: see swaps.py). PSI is None
+    on a kernel without it (psi=0, or built without): the floor needs none."""
     info = procfs.read_meminfo(proc_root)
     try:
         psi = cgroupfs.read_pressure(os.path.join(proc_root, "pressure", "memory"))
     except Vanished:  # no /proc/pressure at all: /proc itself cannot vanish
         psi = None
+    swap_total, swap_free = info.get("SwapTotal", 0), info.get("SwapFree", 0)
+    if swap_total > 0:
+        swap_total, swap_free = _swap_headroom(proc_root, sys_block, swap_total, swap_free)
     return detect.RootSample(
         mem_total_bytes=info.get("MemTotal", 0),
         mem_available_bytes=info.get("MemAvailable", info.get("MemFree", 0)),
-        swap_total_bytes=info.get("SwapTotal", 0),
-        swap_free_bytes=info.get("SwapFree", 0),
+        swap_total_bytes=swap_total,
+        swap_free_bytes=swap_free,
         psi_some_avg10_pct=psi.some.avg10_pct if psi else None,
         psi_full_avg10_pct=psi.full.avg10_pct if psi and psi.full else None,
         psi_some_total_us=psi.some.total_us if psi else None,
         taken_at=clock())
+
+
+def _swap_headroom(proc_root: str, sys_block: str, total: int, free: int) -> tuple[int, int]:
+    """Swap as headroom: zram devices count for what compression frees
+    (swaps.effective_swap); meminfo's own numbers when /proc/swaps lists no zram."""
+    try:
+        devices = swaps.read_swaps(proc_root)
+    except OSError:
+        return total, free
+    if all(d.zram_index is None for d in devices):
+        return total, free
+    return swaps.effective_swap(devices, swaps.read_zram_stats(devices, sys_block))
 
 
 def events_file(cgdir: str) -> str:
