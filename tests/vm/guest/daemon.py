@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 READY_LINE = "prioomd running"
+# Priority OOM for the whole machine, audit records to the file only.
+GLOBAL = "[root]\nuse_priority_oom = true\n[audit]\njournal = false\n"
 
 
 class Prioomd:

@@ -27,7 +27,9 @@ CHUNK = 1 << 20  # bytes per mapping: small enough to follow a rate closely
 MADV_POPULATE_WRITE = 23  # <linux/mman.h>, Linux 5.14; not exported by Python 3.11
 
 
-def main(argv):
+def main(argv, turn=None):
+    """Hold, report ready, grow.  `turn` (tenant.py's hostile act), when given, is
+    called between allocations instead of sleeping, and forever once grown."""
     hold, rate, cap, ready_fd, fill = argv[1:6]
     hold, cap, ready_fd = int(hold), int(cap), int(ready_fd)
     leak = rate == "leak"
@@ -57,14 +59,15 @@ def main(argv):
     while leak or rate > 0:
         if cap and len(held) * CHUNK >= cap:
             break
-        if leak:
-            grab()
-            continue
         due = base + int(rate * (time.monotonic() - t0) / CHUNK)
-        if len(held) < due:
+        if leak or len(held) < due:
             grab()
-        else:
+        elif turn is None:
             time.sleep(max(0.0, (due + 1 - base) * CHUNK / rate - (time.monotonic() - t0)))
+        if turn is not None:
+            turn()
+    while turn is not None:
+        turn()
     while True:
         signal.pause()
 

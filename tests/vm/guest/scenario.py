@@ -46,6 +46,7 @@ from typing import Any
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 HOG = Path(__file__).resolve().with_name("hog.py")
+TENANT = Path(__file__).resolve().with_name("tenant.py")
 PRIORITY_XATTR = "trusted.prioomd.priority"
 USE_PRIORITY_OOM_XATTR = "trusted.prioomd.use_priority_oom"
 # "Priority beats size" (spec §3.5 in miniature): with priority OOM /low (priority 2)
@@ -468,6 +469,8 @@ class Scenario:
         timeout: float = 60.0,
         oom_score_adj: int | None = 0,
         fill: str = "zero",
+        program: Path = HOG,
+        args: Sequence[str] = (),
     ) -> Workload:
         """A memory hog in `cg`: holds `hold` bytes, then grows by `rate` bytes/s (or
         as fast as it can with leak=True) up to `cap` (0: until killed).
@@ -475,6 +478,7 @@ class Scenario:
         Sizes as in parse_size ("45%" of MemTotal, "64M", ints).  With ready=True this
         returns once `hold` bytes are resident (ScenarioError if the hog dies first).
         fill="random" writes incompressible data (for zram/zswap); "zero" is faster.
+        program=TENANT (tenant.py) with its `args` makes a hog that fights back.
         """
         if fill not in ("zero", "random"):
             raise ValueError(f"fill must be 'zero' or 'random', not {fill!r}")
@@ -483,12 +487,13 @@ class Scenario:
             self.python,
             "-I",
             "-S",
-            os.fspath(HOG),
+            os.fspath(program),
             str(self.size(hold)),
             "leak" if leak else str(self.size(rate)),
             str(self.size(cap)),
             str(wfd),
             fill,
+            *args,
         ]
         try:
             w = self.spawn(cg, argv, name=name, oom_score_adj=oom_score_adj, pass_fds=[wfd])

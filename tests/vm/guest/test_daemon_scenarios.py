@@ -10,10 +10,8 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from daemon import Prioomd
+from daemon import GLOBAL, Prioomd
 from scenario import PRIORITY_BEATS_SIZE, Scenario
-
-GLOBAL = "[root]\nuse_priority_oom = true\n[audit]\njournal = false\n"
 
 
 def test_s1_priority_beats_size(cg_parent: Path, tmp_path: Path) -> None:
