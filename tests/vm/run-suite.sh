@@ -5,16 +5,21 @@
 #
 # 1. tests/vm/kh/setup.sh: host tools + kernel + base initramfs, cached in
 #    $KH_CACHE (/var/tmp/prioomd-kh); fast when cached.
-# 2. Plain guest (bash as PID 1, cgroup2 with every controller at /sys/fs/cgroup):
-#    pytest tests/vm/guest                 -> .kh-out/junit-plain.xml
-# 3. systemd guest (systemd as PID 1):
+# 2. Plain guest (a busybox shell as PID 1, cgroup2 with every controller), once per
+#    kernel in KH_KERNELS:
+#    pytest tests/vm/guest                 -> .kh-out/junit-plain[-<suite>].xml
+# 3. psi=0 guest (plain, booted with psi=0):
+#    pytest tests/vm/guest/test_no_psi.py  -> .kh-out/junit-nopsi.xml
+# 4. systemd guest (systemd as PID 1):
 #    pytest tests/vm/guest_systemd         -> .kh-out/junit-systemd.xml
-# Exit status: 0 when both pass, else the first failing guest's status (124 timeout,
-# 125 guest died).  Needs the project's .venv at the top of the checkout.
+# Exit status: 0 when every guest passes, else the first failing guest's status (124
+# timeout, 125 guest died).  Needs the project's .venv at the top of the checkout.
 #
-# Environment: KH_MEM (plain guest RAM, default 512M), KH_SYSTEMD_MEM (1G),
+# Environment: KH_MEM (plain and psi=0 guest RAM, default 512M), KH_SYSTEMD_MEM (1G),
 # KH_TIMEOUT (per guest, seconds, default 900), KH_PYTEST_ARGS (extra pytest
-# arguments for both guests, e.g. "-k oom -x"), KH_ONLY=plain|systemd,
+# arguments for every guest, e.g. "-k oom -x"), KH_ONLY=plain|nopsi|systemd,
+# KH_KERNELS (Debian suites whose kernels boot the plain guest, e.g. "bookworm trixie";
+# default: the host's own; the psi=0 and systemd guests boot the first),
 # KH_CONSOLE=1 / KH_VERBOSE=1 (see tests/vm/kh/run.py).
 set -uo pipefail
 
@@ -27,7 +32,12 @@ if [ ! -x "$py" ]; then
 fi
 
 t0=$(date +%s.%N)
-bash tests/vm/kh/setup.sh || exit 2
+read -ra kernels <<< "${KH_KERNELS:-}"
+bash tests/vm/kh/setup.sh "${kernels[@]}" || exit 2
+if [ "${#kernels[@]}" -gt 0 ]; then
+    export KH_KVER
+    KH_KVER=$(cat "${KH_CACHE:-/var/tmp/prioomd-kh}/suite-${kernels[0]}") || exit 2
+fi
 
 # Compile on the host what the guests will import (the package, the tests with pytest's
 # assertion rewriting): natively ~1 s, under TCG every guest would pay ~10x that again.
@@ -48,24 +58,40 @@ run=(python3 tests/vm/kh/run.py -t "${KH_TIMEOUT:-900}" --rw "$out"
      --env PYTEST_DISABLE_PLUGIN_AUTOLOAD=1)
 pytest=("$py" -m pytest -p no:cacheprovider -q --durations=5)
 
-rc_plain=0 rc_systemd=0
-if [ "${KH_ONLY:-}" != systemd ]; then
-    echo "== plain guest: tests/vm/guest" >&2
-    "${run[@]}" -m "${KH_MEM:-512M}" -- \
-        "${pytest[@]}" tests/vm/guest --junitxml="$out/junit-plain.xml" "${extra[@]}"
-    rc_plain=$?
-fi
-t2=$(date +%s.%N)
-if [ "${KH_ONLY:-}" != plain ]; then
-    echo "== systemd guest: tests/vm/guest_systemd" >&2
-    "${run[@]}" --systemd -m "${KH_SYSTEMD_MEM:-1G}" -- \
-        "${pytest[@]}" tests/vm/guest_systemd --junitxml="$out/junit-systemd.xml" "${extra[@]}"
-    rc_systemd=$?
-fi
-t3=$(date +%s.%N)
+rc=0 summary=()
+# guest NAME KH_ONLY-NAME run.py-args... -- pytest-args...: boot one guest, time it.
+guest() {
+    local name=$1 only=$2 t r
+    shift 2
+    if [ -n "${KH_ONLY:-}" ] && [ "$KH_ONLY" != "$only" ]; then
+        return
+    fi
+    echo "== $name guest" >&2
+    t=$(date +%s.%N)
+    "${run[@]}" "$@"
+    r=$?
+    summary+=("$(awk -v a="$t" -v b="$(date +%s.%N)" -v n="$name" -v r="$r" \
+        'BEGIN { printf "%s guest %.1f s (exit %d)", n, b - a, r }')")
+    if [ "$rc" = 0 ]; then rc=$r; fi
+}
 
-awk -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" -v p="$rc_plain" -v s="$rc_systemd" 'BEGIN {
-    printf "run-suite: setup %.1f s, plain guest %.1f s (exit %d), systemd guest %.1f s (exit %d), total %.1f s\n",
-        b - a, c - b, p, d - c, s, d - a }' >&2
-if [ "$rc_plain" != 0 ]; then exit "$rc_plain"; fi
-exit "$rc_systemd"
+if [ "${#kernels[@]}" -le 1 ]; then
+    guest plain plain -m "${KH_MEM:-512M}" -- \
+        "${pytest[@]}" tests/vm/guest --junitxml="$out/junit-plain.xml" "${extra[@]}"
+else
+    for k in "${kernels[@]}"; do
+        kver=$(cat "${KH_CACHE:-/var/tmp/prioomd-kh}/suite-$k")
+        KH_KVER=$kver guest "plain $k ($kver)" plain -m "${KH_MEM:-512M}" -- \
+            "${pytest[@]}" tests/vm/guest --junitxml="$out/junit-plain-$k.xml" "${extra[@]}"
+    done
+fi
+guest "psi=0" nopsi -m "${KH_MEM:-512M}" --append psi=0 -- \
+    "${pytest[@]}" tests/vm/guest/test_no_psi.py --junitxml="$out/junit-nopsi.xml" "${extra[@]}"
+guest systemd systemd --systemd -m "${KH_SYSTEMD_MEM:-1G}" -- \
+    "${pytest[@]}" tests/vm/guest_systemd --junitxml="$out/junit-systemd.xml" "${extra[@]}"
+
+t2=$(date +%s.%N)
+if [ "${#summary[@]}" -gt 0 ]; then printf 'run-suite: %s\n' "${summary[@]}" >&2; fi
+awk -v a="$t0" -v b="$t1" -v c="$t2" -v r="$rc" 'BEGIN {
+    printf "run-suite: setup %.1f s, total %.1f s, exit %d\n", b - a, c - a, r }' >&2
+exit "$rc"

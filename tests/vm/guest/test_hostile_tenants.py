@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -80,12 +81,14 @@ def _refuses_mkdir(parent: Path, name: str) -> bool:
     pytest.param("tenant-\udcff\udcfe", id="invalid-utf8"),  # the bytes ff fe
     pytest.param("ten\nant", id="newline"),
 ])
-def test_h2_tenant_in_an_oddly_named_cgroup(cg_parent: Path, tmp_path: Path, name: str) -> None:
+def test_h2_tenant_in_an_oddly_named_cgroup(cg_parent: Path, tmp_path: Path, name: str,
+                                           record_property: Callable[[str, str], None]) -> None:
     """The kernel writes " (deleted)" after a removed cgroup's path in /proc/PID/cgroup;
-    cgroup names are bytes.  Kernels >= 5.19 refuse a newline in a cgroup name: there
-    the newline goes into the tenant's process name instead."""
+    cgroup names are bytes.  Newer kernels refuse a newline in a cgroup name (EINVAL):
+    there the newline goes into the tenant's process name instead."""
     args: tuple[str, ...] = ()
     if "\n" in name and _refuses_mkdir(cg_parent, name):
+        record_property("newline_cgroup", "refused by the kernel; newline in comm instead")
         args = (name,)
         name = "tenant-newline-comm"
     tree = {"high": {"priority": 10}, name: {"priority": 1}}

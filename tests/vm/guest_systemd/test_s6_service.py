@@ -60,6 +60,12 @@ def show_all() -> str:
     return f"{show('ActiveState', 'SubState', 'Result', 'NRestarts', 'MainPID')}\n{journal()}"
 
 
+def _quote(path: Path) -> str:
+    """A path as one word of a unit setting: quoted, with specifiers (%) escaped."""
+    text = str(path).replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    return f'"{text}"'
+
+
 @pytest.fixture
 def service() -> Iterator[None]:
     """The shipped unit, pointed at the venv and a private cgroup root, with a short
@@ -74,10 +80,13 @@ def service() -> Iterator[None]:
     Path(f"/run/systemd/system/{UNIT}").write_text(unit)
     dropin = Path(f"/run/systemd/system/{UNIT}.d")
     dropin.mkdir(exist_ok=True)
-    # PrivateTmp=yes hides a checkout under /tmp (CI may clone there) from the unit.
-    private_tmp = "PrivateTmp=no\n" if TOP.is_relative_to("/tmp") else ""
+    # The unit's sandbox (PrivateTmp=, ProtectHome=, ...) may hide the checkout and its
+    # venv wherever they were cloned (/tmp, /var/tmp, ...): bind them into it read-only,
+    # as an operator would for a prioomd installed outside /usr.
+    venv = Path(sys.prefix)
+    binds = " ".join(_quote(p) for p in (TOP, venv) if p == TOP or not venv.is_relative_to(TOP))
     (dropin / "test.conf").write_text("[Service]\nWatchdogSec=6s\nTimeoutAbortSec=2s\n"
-                                      f"RestartSec=0.5s\n{private_tmp}")
+                                      f"RestartSec=0.5s\nBindReadOnlyPaths={binds}\n")
     sh("systemctl", "daemon-reload")
     try:
         yield

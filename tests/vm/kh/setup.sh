@@ -1,21 +1,25 @@
 #!/bin/bash
 # Set up the real-kernel test tier (tests/vm) on a Debian 12 host, as root.
 #
-#   bash tests/vm/kh/setup.sh
+#   bash tests/vm/kh/setup.sh [SUITE...]      e.g. setup.sh bookworm trixie
 #
 # Idempotent.  It installs the host tools (qemu, busybox-static, kmod, cpio, xz, zstd)
-# if any is missing, then fetches the Debian kernel named by the `linux-image-amd64`
-# meta package with `apt-get download`, unpacks it with `dpkg -x` into
+# if any is missing, then, for each Debian SUITE (default: the host's own), fetches the
+# kernel named by that suite's `linux-image-amd64` meta package with `apt-get download`,
+# unpacks it with `dpkg -x` into
 #   $KH_CACHE/<kver>/root/            (KH_CACHE defaults to /var/tmp/prioomd-kh)
 # runs `depmod -b`, and builds the base initramfs
 #   $KH_CACHE/<kver>/initramfs-base.cpio.gz   (busybox + virtio/9p/overlay modules)
 # /boot and the host's module tree are never touched.  A cached kernel is not downloaded
-# again.  $KH_CACHE/current names the kernel run.py boots by default.
+# again.  A suite other than the host's is read through a private apt list in
+# $KH_CACHE/apt-<suite> (the host's mirror, the host's apt configuration untouched).
+# $KH_CACHE/suite-<suite> names each suite's kernel; $KH_CACHE/current names the host
+# suite's, which run.py boots by default (KH_KVER picks another).
 #
 # Environment:
 #   KH_CACHE   cache directory (default /var/tmp/prioomd-kh)
-#   KH_KPKG    kernel package to use instead of resolving linux-image-amd64
-#              (a numbered linux-image-<abi>-amd64); only if you must pin.
+#   KH_KPKG    kernel package to use instead of resolving linux-image-amd64 for the
+#              host's suite (a numbered linux-image-<abi>-amd64); only if you must pin.
 #
 # The initramfs scripts (init, stage2, job) are *not* baked in here: run.py appends them
 # to the base image on every boot, so editing them needs no new setup.
@@ -38,13 +42,17 @@ if [ "$(id -u)" != 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 
-apt_updated=0
+# The apt options of the suite being set up: none for the host's own, a private list
+# for another (see apt_suite).
+apt_opts=()
+apt_updated=" "
 apt_update() {
-    if [ "$apt_updated" = 0 ]; then
+    local key="${apt_opts[*]:-host}"
+    if [[ "$apt_updated" != *" $key "* ]]; then
         local t; t=$(now)
-        apt-get update -qq
-        apt_updated=1
-        log "apt-get update: $(since "$t")"
+        apt-get "${apt_opts[@]}" update -qq
+        apt_updated+="$key "
+        log "apt-get update${apt_opts[*]:+ ($suite)}: $(since "$t")"
     fi
 }
 
@@ -64,71 +72,98 @@ else
     log "packages present: $(since "$t")"
 fi
 
-# --- 2. which kernel ----------------------------------------------------------------
-resolve_kpkg() {
-    # The numbered ABI name changes with every Debian security update, and old .debs
-    # leave the mirror: always go through the meta package.
-    apt-cache depends linux-image-amd64 2>/dev/null |
-        awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ { print $2; exit }'
+host_suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+suites=("$@")
+[ "${#suites[@]}" -gt 0 ] || suites=("$host_suite")
+
+# Point apt_opts at SUITE: nothing for the host's suite; otherwise a private source
+# list, package lists and cache under $KH_CACHE/apt-SUITE, on the host's own mirror.
+apt_suite() {
+    suite=$1
+    apt_opts=()
+    [ "$suite" = "$host_suite" ] && return 0
+    local a=$KH_CACHE/apt-$suite uri
+    mkdir -p "$a/lists/partial" "$a/cache/archives/partial"
+    uri=$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+    uri=${uri:-http://deb.debian.org/debian}
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri $suite main" \
+        > "$a/sources.list"
+    apt_opts=(-o "Dir::Etc::sourcelist=$a/sources.list" -o "Dir::Etc::sourceparts=-"
+              -o "Dir::State::Lists=$a/lists" -o "Dir::Cache=$a/cache")
+    if [ -z "$(ls "$a/lists" 2>/dev/null | grep -v partial)" ]; then
+        apt_update
+    fi
 }
-kpkg=${KH_KPKG:-}
-if [ -z "$kpkg" ]; then
-    kpkg=$(resolve_kpkg || true)
+
+# Fetch, unpack and prepare SUITE's kernel; sets kver and kdir.
+setup_kernel() {
+    # --- 2. which kernel ----------------------------------------------------------------
+    resolve_kpkg() {
+        # The numbered ABI name changes with every Debian security update, and old .debs
+        # leave the mirror: always go through the meta package.
+        apt-cache "${apt_opts[@]}" depends linux-image-amd64 2>/dev/null |
+            awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ { print $2; exit }'
+    }
+    apt_suite "$1"
+    kpkg=
+    [ "$suite" = "$host_suite" ] && kpkg=${KH_KPKG:-}
     if [ -z "$kpkg" ]; then
-        apt_update
         kpkg=$(resolve_kpkg || true)
-    fi
-fi
-if [ -z "$kpkg" ]; then
-    log "cannot resolve linux-image-amd64 to a kernel package"
-    exit 1
-fi
-kver=${kpkg#linux-image-}
-kdir=$KH_CACHE/$kver
-mkdir -p "$KH_CACHE"
-
-# --- 3. fetch and unpack ---------------------------------------------------------------
-if [ -f "$kdir/root/lib/modules/$kver/modules.dep" ]; then
-    log "kernel $kver cached in $kdir"
-else
-    t=$(now)
-    tmp=$KH_CACHE/.tmp-$kver
-    rm -rf "$tmp" "$kdir"
-    mkdir -p "$tmp/deb"
-    # apt-get download as root drops to _apt, which must be able to write the dir.
-    chown _apt "$tmp/deb" 2>/dev/null || true
-    if ! (cd "$tmp/deb" && apt-get download -qq "$kpkg"); then
-        log "download failed; refreshing the package lists and retrying"
-        apt_update
-        # The meta package may point to a newer ABI after the update.
-        if [ -z "${KH_KPKG:-}" ]; then
-            kpkg=$(resolve_kpkg)
-            kver=${kpkg#linux-image-}
-            kdir=$KH_CACHE/$kver
-            rm -rf "$kdir"
+        if [ -z "$kpkg" ]; then
+            apt_update
+            kpkg=$(resolve_kpkg || true)
         fi
-        (cd "$tmp/deb" && apt-get download -qq "$kpkg")
     fi
-    log "downloaded $kpkg: $(since "$t")"
-    t=$(now)
-    dpkg -x "$tmp"/deb/*.deb "$tmp/root"
-    # Newer (trixie) kernel debs ship modules only under usr/lib/modules.
-    if [ ! -e "$tmp/root/lib" ] && [ -d "$tmp/root/usr/lib/modules" ]; then
-        ln -s usr/lib "$tmp/root/lib"
+    if [ -z "$kpkg" ]; then
+        log "cannot resolve $suite's linux-image-amd64 to a kernel package"
+        exit 1
     fi
-    depmod -b "$tmp/root" "$kver"
-    rm -rf "$tmp/deb"
-    mv "$tmp" "$kdir"
-    log "unpacked + depmod: $(since "$t")"
-fi
+    kver=${kpkg#linux-image-}
+    kdir=$KH_CACHE/$kver
+    mkdir -p "$KH_CACHE"
 
-# --- 4. an uncompressed kernel for qemu's PVH entry ---------------------------------------
-# qemu loads an ELF vmlinux with a PVH entry note directly; a bzImage first decompresses
-# itself (xz) under TCG, which costs 5-6 s of every boot.  Falls back to the bzImage.
-vmlinux=$kdir/vmlinux
-if [ ! -f "$vmlinux" ] && [ ! -f "$kdir/.no-pvh" ]; then
-    t=$(now)
-    if python3 - "$kdir/root/boot/vmlinuz-$kver" "$vmlinux.tmp" <<'PY'
+    # --- 3. fetch and unpack ---------------------------------------------------------------
+    if [ -f "$kdir/root/lib/modules/$kver/modules.dep" ]; then
+        log "kernel $kver cached in $kdir"
+    else
+        t=$(now)
+        tmp=$KH_CACHE/.tmp-$kver
+        rm -rf "$tmp" "$kdir"
+        mkdir -p "$tmp/deb"
+        # apt-get download as root drops to _apt, which must be able to write the dir.
+        chown _apt "$tmp/deb" 2>/dev/null || true
+        if ! (cd "$tmp/deb" && apt-get "${apt_opts[@]}" download -qq "$kpkg"); then
+            log "download failed; refreshing the package lists and retrying"
+            apt_update
+            # The meta package may point to a newer ABI after the update.
+            if [ -z "${KH_KPKG:-}" ] || [ "$suite" != "$host_suite" ]; then
+                kpkg=$(resolve_kpkg)
+                kver=${kpkg#linux-image-}
+                kdir=$KH_CACHE/$kver
+                rm -rf "$kdir"
+            fi
+            (cd "$tmp/deb" && apt-get "${apt_opts[@]}" download -qq "$kpkg")
+        fi
+        log "downloaded $kpkg: $(since "$t")"
+        t=$(now)
+        dpkg -x "$tmp"/deb/*.deb "$tmp/root"
+        # Newer (trixie) kernel debs ship modules only under usr/lib/modules.
+        if [ ! -e "$tmp/root/lib" ] && [ -d "$tmp/root/usr/lib/modules" ]; then
+            ln -s usr/lib "$tmp/root/lib"
+        fi
+        depmod -b "$tmp/root" "$kver"
+        rm -rf "$tmp/deb"
+        mv "$tmp" "$kdir"
+        log "unpacked + depmod: $(since "$t")"
+    fi
+
+    # --- 4. an uncompressed kernel for qemu's PVH entry ---------------------------------------
+    # qemu loads an ELF vmlinux with a PVH entry note directly; a bzImage first decompresses
+    # itself (xz) under TCG, which costs 5-6 s of every boot.  Falls back to the bzImage.
+    vmlinux=$kdir/vmlinux
+    if [ ! -f "$vmlinux" ] && [ ! -f "$kdir/.no-pvh" ]; then
+        t=$(now)
+        if python3 - "$kdir/root/boot/vmlinuz-$kver" "$vmlinux.tmp" <<'PY'
 import struct
 import subprocess
 import sys
@@ -169,63 +204,78 @@ for magic, cmd in (
         off = data.find(magic, off + 1)
 sys.exit(1)
 PY
-    then
-        mv "$vmlinux.tmp" "$vmlinux"
-        log "vmlinux with PVH entry extracted: $(since "$t")"
-    else
-        rm -f "$vmlinux.tmp"
-        touch "$kdir/.no-pvh"
-        log "no PVH-capable vmlinux in the image; booting the bzImage"
-    fi
-fi
-
-# --- 5. base initramfs ------------------------------------------------------------------
-base=$kdir/initramfs-base.cpio.gz
-stamp="busybox=$(dpkg-query -W -f='${Version}' busybox-static) modules=${INITRD_MODULES[*]}"
-if [ -f "$base" ] && [ "$(cat "$kdir/.initramfs-stamp" 2>/dev/null)" = "$stamp" ]; then
-    log "base initramfs cached"
-else
-    t=$(now)
-    stage=$(mktemp -d "$KH_CACHE/.initramfs.XXXXXX")
-    mkdir -p "$stage"/{bin,dev,proc,sys,newroot,lower,upper,kh/modules}
-    cp /bin/busybox "$stage/bin/busybox"
-    : > "$stage/kh/modules.order"
-    for m in "${INITRD_MODULES[@]}"; do
-        # Lines look like "insmod /path/x.ko[.xz|.zst] [params]"; "builtin x" needs nothing.
-        modprobe -d "$kdir/root" -S "$kver" --show-depends "$m" |
-            awk '$1 == "insmod" { print $2 }'
-    done | while read -r ko; do
-        name=$(basename "$ko")
-        name=${name%.xz}
-        name=${name%.zst}
-        if grep -qxF "$name" "$stage/kh/modules.order"; then
-            continue
+        then
+            mv "$vmlinux.tmp" "$vmlinux"
+            log "vmlinux with PVH entry extracted: $(since "$t")"
+        else
+            rm -f "$vmlinux.tmp"
+            touch "$kdir/.no-pvh"
+            log "no PVH-capable vmlinux in the image; booting the bzImage"
         fi
-        # busybox insmod wants plain .ko files.
-        case "$ko" in
-            *.xz) xz -dc "$ko" > "$stage/kh/modules/$name" ;;
-            *.zst) zstd -qdc "$ko" > "$stage/kh/modules/$name" ;;
-            *) cp "$ko" "$stage/kh/modules/$name" ;;
-        esac
-        echo "$name" >> "$stage/kh/modules.order"
-    done
-    (cd "$stage" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 | gzip -1) > "$base.tmp"
-    mv "$base.tmp" "$base"
-    echo "$stamp" > "$kdir/.initramfs-stamp"
-    log "base initramfs ($(tr '\n' ' ' < "$stage/kh/modules.order")): $(since "$t")"
-    rm -rf "$stage"
-fi
-touch "$kdir/.complete"
-echo "$kver" > "$KH_CACHE/current.tmp"
-mv "$KH_CACHE/current.tmp" "$KH_CACHE/current"
+    fi
 
-# Older kernels left by an earlier ABI: about 450 MB each.
+    # --- 5. base initramfs ------------------------------------------------------------------
+    base=$kdir/initramfs-base.cpio.gz
+    stamp="busybox=$(dpkg-query -W -f='${Version}' busybox-static) modules=${INITRD_MODULES[*]}"
+    if [ -f "$base" ] && [ "$(cat "$kdir/.initramfs-stamp" 2>/dev/null)" = "$stamp" ]; then
+        log "base initramfs cached"
+    else
+        t=$(now)
+        stage=$(mktemp -d "$KH_CACHE/.initramfs.XXXXXX")
+        mkdir -p "$stage"/{bin,dev,proc,sys,newroot,lower,upper,kh/modules}
+        cp /bin/busybox "$stage/bin/busybox"
+        : > "$stage/kh/modules.order"
+        for m in "${INITRD_MODULES[@]}"; do
+            # Lines look like "insmod /path/x.ko[.xz|.zst] [params]"; "builtin x" needs nothing.
+            modprobe -d "$kdir/root" -S "$kver" --show-depends "$m" |
+                awk '$1 == "insmod" { print $2 }'
+        done | while read -r ko; do
+            name=$(basename "$ko")
+            name=${name%.xz}
+            name=${name%.zst}
+            if grep -qxF "$name" "$stage/kh/modules.order"; then
+                continue
+            fi
+            # busybox insmod wants plain .ko files.
+            case "$ko" in
+                *.xz) xz -dc "$ko" > "$stage/kh/modules/$name" ;;
+                *.zst) zstd -qdc "$ko" > "$stage/kh/modules/$name" ;;
+                *) cp "$ko" "$stage/kh/modules/$name" ;;
+            esac
+            echo "$name" >> "$stage/kh/modules.order"
+        done
+        (cd "$stage" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 | gzip -1) > "$base.tmp"
+        mv "$base.tmp" "$base"
+        echo "$stamp" > "$kdir/.initramfs-stamp"
+        log "base initramfs ($(tr '\n' ' ' < "$stage/kh/modules.order")): $(since "$t")"
+        rm -rf "$stage"
+    fi
+    touch "$kdir/.complete"
+    echo "$kver" > "$KH_CACHE/suite-$suite.tmp"
+    mv "$KH_CACHE/suite-$suite.tmp" "$KH_CACHE/suite-$suite"
+    if [ "$suite" = "$host_suite" ]; then
+        echo "$kver" > "$KH_CACHE/current.tmp"
+        mv "$KH_CACHE/current.tmp" "$KH_CACHE/current"
+    fi
+    log "kernel $kver ($suite) ready in $kdir"
+}
+
+keep=" jobs "
+for s in "${suites[@]}"; do
+    setup_kernel "$s"
+    keep+="$kver "
+done
+# Kernels left by an earlier ABI (about 450 MB each): all but those some suite or
+# `current` names now.
+for f in "$KH_CACHE"/current "$KH_CACHE"/suite-*; do
+    if [ -f "$f" ]; then keep+="$(cat "$f") "; fi
+done
 for d in "$KH_CACHE"/*/; do
     d=${d%/}
-    case "$(basename "$d")" in
-        "$kver" | jobs) ;;
+    case "$keep" in
+        *" $(basename "$d") "*) ;;
         *) if [ -f "$d/.complete" ]; then log "removing old kernel $d"; rm -rf "$d"; fi ;;
     esac
 done
 
-log "kernel $kver ready in $kdir; setup took $(since "$t_start")"
+log "kernels ready (${suites[*]}); setup took $(since "$t_start")"
