@@ -141,3 +141,19 @@ def test_memory_events_local_is_not_hierarchical(cg_parent: Path) -> None:
         assert sc.events("a", local=True).get("oom_kill", 0) == 0
         assert sc.events("a/b", local=True)["oom_kill"] >= 1
         assert parse_keyed(sc.read("a", "cgroup.events"))["populated"] == 0
+
+
+@pytest.mark.parametrize("name", ["x (deleted)", "x-\udcff\udcfe"], ids=["deleted", "not-utf8"])
+def test_proc_pid_cgroup_shows_a_cgroup_name_verbatim(cg_parent: Path, name: str) -> None:
+    """A live cgroup may end in " (deleted)" (the kernel's mark of a removed one) or be
+    no UTF-8 at all: /proc/PID/cgroup shows its bytes as they are."""
+    with Scenario({name: {}}, base=cg_parent) as sc:
+        w = sc.spawn(name, ["sleep", "60"])
+        shown = Path(f"/proc/{w.pid}/cgroup").read_bytes()
+        assert shown == b"0::/" + os.fsencode(sc.path(name).relative_to(CGROUP_ROOT)) + b"\n"
+
+
+def test_a_newline_in_a_cgroup_name_is_refused(cg_parent: Path) -> None:
+    with pytest.raises(OSError) as e:
+        (cg_parent / "a\nb").mkdir()
+    assert e.value.errno == errno.EINVAL
