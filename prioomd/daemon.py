@@ -20,6 +20,7 @@ from prioomd import (
     cgroupfs,
     config,
     detect,
+    discovery,
     domains,
     kill,
     procfs,
@@ -29,7 +30,7 @@ from prioomd import (
     table,
 )
 from prioomd.errors import ConfigError, Vanished
-from prioomd.events import Event, EventLoop
+from prioomd.events import PROC_KEY, Event, EventLoop
 from prioomd.gate import PostActionGate
 from prioomd.model import Decision, KillResult
 from prioomd.notify import Notifier
@@ -37,8 +38,9 @@ from prioomd.notify import Notifier
 log = logging.getLogger(__name__)
 
 CONFIG_KEY = "config"
-RESCAN_S = 30.0  # new cgroups with use_priority_oom are found within this
+DISCOVERY_KEY = "discovery"
 QUIET_REPEAT_S = 30.0  # a domain with nothing to kill is reported at most this often
+HOUSEKEEPING_S = 1.0  # the kernel's oom_kill counter, STATUS=: read/sent at most this often
 
 
 @dataclass
@@ -48,6 +50,7 @@ class _DomainState:
     oom_kills: int | None = None  # the kernel's own oom_kill counter, for misses
     cooldown_until: float = 0.0  # dry-run: no real victim exits to wait for
     quiet_until: float = 0.0
+    vmstat_due: float = 0.0  # the root: when to read the kernel's oom_kill counter again
 
 
 class Daemon:
@@ -77,8 +80,10 @@ class Daemon:
         self.kills = 0
         self._stopping = False
         self._started_at = 0.0
-        self._next_rescan = 0.0
         self._victims: dict[str, int] = {}  # watch key -> pid of a victim not yet gone
+        self._status_sent = ("", 0.0)  # last STATUS= text, when
+        self.discovery = discovery.Discovery(self.table, sources.cgroup_root,
+                                             clock=sources.clock)
         self.loop: EventLoop | None = None
 
     # ------------------------------------------------------------ set-up
@@ -98,11 +103,9 @@ class Daemon:
                            protected_pids={1, os.getpid()}, policy=policy)
 
     def _arm(self, loop: EventLoop) -> None:
-        """Discover the enabled domains and arm a wake-up source for each."""
-        found, notes = domains.discover(self.table, self.sources)
-        for note in dict.fromkeys(notes):
-            log.warning("%s", note)
-        wanted = {d.path: d for d in found}
+        """Arm a wake-up source for each enabled domain discovery knows, disarm
+        the ones it no longer lists."""
+        wanted = self.discovery.domains
         for path in list(self.states):
             if path not in wanted or wanted[path] != self.states[path].domain:
                 self._disarm(loop, path)
@@ -131,7 +134,6 @@ class Daemon:
             self.states[path] = state
             log.info("watching domain %s (%s)", path, "global memory" if dom.is_root else
                      f"memory.max {dom.memory_max_bytes} bytes")
-        self._next_rescan = self.sources.clock() + RESCAN_S
 
     def _disarm(self, loop: EventLoop, path: str) -> None:
         loop.remove(f"psi:{path}")
@@ -158,8 +160,11 @@ class Daemon:
             self.loop = loop
             if self.config_path:
                 loop.watch_config(CONFIG_KEY, self.config_path)
-            info = loop.enable_proc_events()
-            log.info("process events: %s", info.reason)
+            # Victims' exits come from their pidfds: no process-events connector,
+            # which would wake us on every exit on the host (see _await_exit).
+            self.discovery.run_all()
+            loop.watch_fd(DISCOVERY_KEY, self.discovery.fileno())
+            log.info("watching %d cgroup directories for domains", self.discovery.watched)
             self._arm(loop)
             # Everything is imported and the first decisions are warm: lock it in.
             for warning in self._protect():
@@ -178,9 +183,12 @@ class Daemon:
                 self.notifier.stopping()
                 self.guard.restore_all()
                 self.sink.close()
+                self.discovery.close()
         return 0
 
     def _timeout(self) -> float:
+        if self.discovery.busy:
+            return 0.0
         t = self.cfg.detect.poll_max_s
         root = self.states.get(domains.ROOT)
         if root is not None and isinstance(root.prev, detect.RootSample):
@@ -199,9 +207,10 @@ class Daemon:
             elif ev.kind == "signal-reload" or (ev.kind == "file-changed"
                                                 and ev.key == CONFIG_KEY):
                 self.reload(loop)
-            elif ev.kind == "proc-exit" and ev.key in self._victims:
-                loop.remove(ev.key)
-                self.gate.note_exit(self._victims.pop(ev.key))
+            elif ev.kind == "proc-exit":
+                self._exited(loop, ev)
+            elif ev.kind == "fd-ready" and ev.key == DISCOVERY_KEY:
+                self.discovery.read_events()
             elif ev.kind == "gone" and ":" in ev.key:
                 path = ev.key.split(":", 1)[1]
                 if path in self.states:
@@ -211,7 +220,7 @@ class Daemon:
                 woken[ev.key.split(":", 1)[1]] = "psi" if ev.kind == "psi" else "memory.events"
         if self._stopping:
             return
-        if now >= self._next_rescan:
+        if self.discovery.step():
             self._arm(loop)
         polling = {k.split(":", 1)[1] for k in loop.polling_keys()}
         for path, state in list(self.states.items()):
@@ -219,7 +228,7 @@ class Daemon:
             # when it signalled, or when its PSI trigger fell back to polling.
             if state.domain.is_root or path in woken or path in polling:
                 self._check(state, woken.get(path, "poll"))
-        self.notifier.status(self._status())
+        self._send_status(now)
         if self.exit_after_s is not None and now - self._started_at >= self.exit_after_s:
             log.info("stopping: --exit-after %g s reached", self.exit_after_s)
             self._stopping = True
@@ -303,9 +312,7 @@ class Daemon:
             self.gate.record_kill(dom.path, pids, cur, expected_bytes=result.freed_bytes)
             assert self.loop is not None
             for pid in pids:
-                key = f"victim:{pid}"
-                self._victims[key] = pid
-                self.loop.watch_pid(key, pid)
+                self._await_exit(self.loop, pid)
         elif result.outcome == "dry-run":
             state.cooldown_until = cur.taken_at + self.cfg.detect.post_action_delay_s
 
@@ -314,6 +321,34 @@ class Daemon:
         record = audit.build_decision_record(decision, result, trigger=trigger,
                                              detected_at=detected_at, numbers=threat.numbers)
         self.sink.emit(record)
+
+    def _await_exit(self, loop: EventLoop, pid: int) -> None:
+        """Watch a victim's exit: its pidfd; the connector only where pidfds are
+        missing (Linux < 5.3), and only while such a victim is awaited."""
+        key = f"victim:{pid}"
+        self._victims[key] = pid
+        try:
+            loop.watch_pid(key, pid)
+        except OSError as exc:
+            log.debug("pidfd for %d: %s; awaiting its exit on the connector", pid, exc)
+            loop.enable_proc_events()
+
+    def _exited(self, loop: EventLoop, ev: Event) -> None:
+        key = f"victim:{ev.detail.get('pid')}" if ev.key == PROC_KEY else ev.key
+        if key not in self._victims:
+            return
+        loop.remove(key)
+        self.gate.note_exit(self._victims.pop(key))
+        if not self._victims:
+            loop.disable_proc_events()
+
+    def _send_status(self, now: float) -> None:
+        """STATUS= only when it changed, at most once per HOUSEKEEPING_S."""
+        text = self._status()
+        last, sent_at = self._status_sent
+        if text != last and (now - sent_at >= HOUSEKEEPING_S or not last):
+            self.notifier.status(text)
+            self._status_sent = (text, now)
 
     def _oom_kills(self, dom: domains.Domain, cur: detect.Sample | None = None) -> int | None:
         """The kernel's own OOM kill count in the domain: /proc/vmstat for the root;
@@ -328,7 +363,13 @@ class Daemon:
             return None
 
     def _note_misses(self, state: _DomainState, cur: detect.Sample) -> None:
-        """The kernel killed in an enabled domain without us: audit it as a miss."""
+        """The kernel killed in an enabled domain without us: audit it as a miss.
+        The root's counter is in /proc/vmstat, a large file: read it at most once
+        per HOUSEKEEPING_S (a miss is recorded late, never lost)."""
+        if state.domain.is_root:
+            if cur.taken_at < state.vmstat_due:
+                return
+            state.vmstat_due = cur.taken_at + HOUSEKEEPING_S
         now = self._oom_kills(state.domain, cur)
         if now is None:
             return
@@ -356,6 +397,7 @@ class Daemon:
         self.table = table.PriorityTable(cfg)
         self.killer = self._make_killer()
         self.guard.thresholds = cfg.detect.cgroup_thresholds()
+        self.discovery.retable(self.table)  # examined over the next wake-ups, bounded
         self._arm(loop)
         log.info("config %s reloaded: %d rules, %d domain(s)", self.config_path, len(cfg.rules),
                  len(self.states))

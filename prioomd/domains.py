@@ -3,8 +3,8 @@
 A domain is the root (global memory, enabled by the root's use_priority_oom)
 or a cgroup with use_priority_oom on and a memory.max of its own (spec §2: a
 memcg OOM consults only the OOMing cgroup's own flag). Discovery reads only
-xattrs and memory.max, never processes: it runs at start, on reload and on a
-slow rescan, not on the decision path.
+xattrs and memory.max, never processes, and never on the decision path; the
+daemon runs it per cgroup as events arrive (discovery.py).
 """
 
 from __future__ import annotations
@@ -46,30 +46,45 @@ def _resolve_upo(tbl: table.PriorityTable, path: str, cgdir: str, parent: str | 
     return bool(resolved.use_priority_oom.value), list(resolved.warnings)
 
 
+def resolve_domain(tbl: table.PriorityTable, root: str, path: str, *, xattr_names:
+                   frozenset[str] | None = None) -> tuple[Domain | None, bool, list[str]]:
+    """One cgroup: (its Domain or None, whether use_priority_oom is on, warnings).
+
+    ``xattr_names``: the names ``listxattr`` gave, when the caller has them: a
+    cgroup without a use_priority_oom xattr, and no rule that could set it,
+    is then known to be off without further reads. Vanished when it is gone."""
+    if (xattr_names is not None and path != ROOT and not tbl.rules_set_use_priority_oom
+            and xattr_names.isdisjoint(table.USE_PRIORITY_OOM_XATTRS)):
+        return None, False, []
+    cgdir = cgroupfs.rel_to_abs(root, path)
+    parent = os.path.dirname(cgdir) if path != ROOT else None
+    enabled, notes = _resolve_upo(tbl, path, cgdir, parent)
+    if not enabled:
+        return None, False, notes
+    if path == ROOT:
+        return Domain(ROOT, cgdir, None), True, notes
+    limit = cgroupfs.read_memory_max(cgdir)
+    if limit is None:
+        notes.append(f"{path}: use_priority_oom is on but it has no memory.max of its own: "
+                     "no limit OOM can happen there, so it is not watched")
+        return None, True, notes
+    return Domain(path, cgdir, limit, events_file(cgdir)), True, notes
+
+
 def discover(tbl: table.PriorityTable, sources: Sources) -> tuple[list[Domain], list[str]]:
-    """The enabled domains, root first; and the warnings met on the way."""
+    """The enabled domains, root first; and the warnings met on the way. One walk
+    of the whole tree: for one-shot views; the daemon follows events instead
+    (discovery.Discovery)."""
     domains: list[Domain] = []
     notes: list[str] = []
-    root = sources.cgroup_root
-    for path, _depth in cgroupfs.walk_tree(root):
-        cgdir = cgroupfs.rel_to_abs(root, path)
-        parent = os.path.dirname(cgdir) if path != ROOT else None
+    for path, _depth in cgroupfs.walk_tree(sources.cgroup_root):
         try:
-            enabled, warnings = _resolve_upo(tbl, path, cgdir, parent)
-            notes.extend(warnings)
-            if not enabled:
-                continue
-            if path == ROOT:
-                domains.append(Domain(ROOT, cgdir, None))
-                continue
-            limit = cgroupfs.read_memory_max(cgdir)
+            dom, _on, warnings = resolve_domain(tbl, sources.cgroup_root, path)
         except Vanished:
             continue
-        if limit is None:
-            notes.append(f"{path}: use_priority_oom is on but it has no memory.max of its own: "
-                         "no limit OOM can happen there, so it is not watched")
-            continue
-        domains.append(Domain(path, cgdir, limit, events_file(cgdir)))
+        notes.extend(warnings)
+        if dom is not None:
+            domains.append(dom)
     return domains, notes
 
 

@@ -17,6 +17,7 @@ Event kinds (``Event.kind``), with ``Event.key`` the caller's registration key:
 * ``proc-fork``: under ``PROC_KEY``, a new process (connector, if asked for).
 * ``proc-lost``: the connector's socket overflowed; exits may have been missed.
 * ``signal-reload`` (SIGHUP), ``signal-stop`` (SIGTERM, SIGINT).
+* ``fd-ready``: an fd registered with ``watch_fd`` is readable; its owner reads it.
 * ``timeout``: the periodic tick (see ``wait``).
 
 PSI triggers are armed by ``psi_trigger.arm``: without CAP_SYS_RESOURCE the
@@ -82,6 +83,9 @@ class _Watch:
     path: str
 
 
+PollHook = Callable[[list[tuple[int, int]], int | None], list[tuple[int, int]]]
+
+
 def _ignore_signal(signum: int, frame: FrameType | None) -> None:
     """The C-level handler already wrote the signal number into the wakeup pipe."""
 
@@ -100,10 +104,12 @@ class EventLoop:
         self._clock = clock
         self._next_tick: float | None = None
         self._poller = select.poll()
+        self._masks: dict[int, int] = {}  # fd -> poll mask, for a ``wait(poll=...)`` hook
         self._roles: dict[int, tuple[str, str]] = {}  # fd -> (role, key)
         self._psi: dict[str, tuple[int, str, str]] = {}  # key -> (fd, path, kind)
         self._polling: set[str] = set()
         self._pidfds: dict[str, tuple[int, int]] = {}  # key -> (fd, pid)
+        self._fds: dict[str, int] = {}  # key -> a caller's fd (watch_fd)
         self._queued: list[Event] = []
         self._wd_watches: dict[int, list[_Watch]] = {}
         self._conn: ProcConnector | None = None
@@ -128,12 +134,9 @@ class EventLoop:
 
     def close(self) -> None:
         """Close every fd, unsubscribe, restore signal handlers. Idempotent."""
-        for key in list(self._psi) + list(self._pidfds) + list(self._polling):
+        for key in list(self._psi) + list(self._pidfds) + list(self._polling) + list(self._fds):
             self.remove(key)
-        if self._conn is not None:
-            self._unregister(self._conn.fileno())
-            self._conn.close()
-            self._conn = None
+        self.disable_proc_events()
         if not self._ino.closed:
             self._unregister(self._ino.fileno())
             self._ino.close()
@@ -149,11 +152,13 @@ class EventLoop:
 
     def _register(self, fd: int, mask: int, role: str, key: str) -> None:
         self._poller.register(fd, mask)
+        self._masks[fd] = mask
         self._roles[fd] = (role, key)
 
     def _unregister(self, fd: int) -> None:
         if self._roles.pop(fd, None) is not None:
             self._poller.unregister(fd)
+            self._masks.pop(fd, None)
 
     def _take_signals(self) -> None:
         self._sig_r, self._sig_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -222,6 +227,12 @@ class EventLoop:
             except OSError:  # EINVAL: the kernel already dropped it
                 pass
 
+    def watch_fd(self, key: str, fd: int) -> None:
+        """Report ``fd-ready`` under ``key`` whenever ``fd`` (owned and read by the
+        caller, e.g. discovery's inotify) is readable; ``remove(key)`` forgets it."""
+        self._register(fd, select.POLLIN, "fd", key)
+        self._fds[key] = fd
+
     def watch_pid(self, key: str, pid: int) -> None:
         """Report ``proc-exit`` under ``key`` once every thread of ``pid`` has exited
         (a pidfd; needs Linux 5.3). Already gone: the event comes on the next wait."""
@@ -247,6 +258,17 @@ class EventLoop:
         self._register(self._conn.fileno(), select.POLLIN, "proc", PROC_KEY)
         return ProcEventsInfo(True, "subscribed to cn_proc exit" + (" and fork" if forks else ""))
 
+    def disable_proc_events(self) -> None:
+        """Unsubscribe from the connector: it wakes us on every exit on the host."""
+        if self._conn is not None:
+            self._unregister(self._conn.fileno())
+            self._conn.close()
+            self._conn = None
+
+    @property
+    def proc_events_enabled(self) -> bool:
+        return self._conn is not None
+
     def remove(self, key: str) -> None:
         """Drop everything registered under ``key``; unknown keys are ignored."""
         if key in self._psi:
@@ -254,6 +276,8 @@ class EventLoop:
             self._unregister(fd)
             os.close(fd)
         self._drop_pid(key)
+        if key in self._fds:
+            self._unregister(self._fds.pop(key))
         self._polling.discard(key)
         self._drop_watches(key)
 
@@ -264,9 +288,15 @@ class EventLoop:
             os.close(fd)
 
     # ---------------------------------------------------------------- waiting
-    def wait(self, timeout_s: float | None = None) -> list[Event]:
+    def wait(self, timeout_s: float | None = None, *, poll: PollHook | None = None
+             ) -> list[Event]:
         """Block until something happens or ``timeout_s`` (default: the timer) passes;
         never returns an empty list.
+
+        ``poll`` replaces ``poll(2)`` for the waits (e.g. ``idle.IdleWait``, which
+        samples memory while it waits): it gets every registered ``(fd, mask)`` and
+        the timeout in ms (None: forever) and returns the ready ``(fd, revents)``;
+        returning none before the timeout ends the wait as a ``timeout`` tick.
 
         ``timeout`` is a tick, not "nothing else happened": it is due ``timeout_s``
         after the previous tick (a shorter new ``timeout_s`` pulls it in) and comes
@@ -286,9 +316,13 @@ class EventLoop:
                 timeout_ms = 0
             elif self._next_tick is not None:
                 timeout_ms = math.ceil(max(self._next_tick - self._clock(), 0.0) * 1000)
-            ready = self._poller.poll(timeout_ms)
+            if poll is None or timeout_ms == 0:
+                ready = self._poller.poll(timeout_ms)
+            else:
+                ready = poll(list(self._masks.items()), timeout_ms)
             self._dispatch(ready, out)
-            # poll timed out: the tick is due even if the clock disagrees by a hair
+            # poll timed out (or the hook saw its threshold crossed): the tick is due
+            # even if the clock disagrees by a hair
             timed_out = not ready and timeout_ms is not None and timeout_ms > 0
             if self._next_tick is not None and (timed_out or self._clock() >= self._next_tick):
                 self._next_tick = None
@@ -318,6 +352,8 @@ class EventLoop:
                 self._read_signals(out)
             elif role == "proc":
                 self._read_connector(out)
+            elif role == "fd":
+                out.setdefault(("fd-ready", key), Event("fd-ready", key))
         for key in gone:
             self.remove(key)
 
