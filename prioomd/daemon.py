@@ -22,6 +22,7 @@ from prioomd import (
     detect,
     discovery,
     domains,
+    idle,
     kill,
     procfs,
     select,
@@ -41,6 +42,7 @@ CONFIG_KEY = "config"
 DISCOVERY_KEY = "discovery"
 QUIET_REPEAT_S = 30.0  # a domain with nothing to kill is reported at most this often
 HOUSEKEEPING_S = 1.0  # the kernel's oom_kill counter, STATUS=: read/sent at most this often
+IDLE_MAX_S = 5.0  # plentiful memory: back in Python at least this often (misses, status)
 
 
 @dataclass
@@ -84,6 +86,8 @@ class Daemon:
         self._status_sent = ("", 0.0)  # last STATUS= text, when
         self.discovery = discovery.Discovery(self.table, sources.cgroup_root,
                                              clock=sources.clock)
+        self.idle = idle.IdleWait(os.path.join(sources.proc_root, "meminfo"),
+                                  cfg.detect.root_thresholds())
         self.loop: EventLoop | None = None
 
     # ------------------------------------------------------------ set-up
@@ -176,7 +180,8 @@ class Daemon:
                      len(self.states))
             try:
                 while not self._stopping:
-                    events = loop.wait(self._timeout())
+                    hook = self.idle if self._idle_ok(loop) else None
+                    events = loop.wait(self._timeout(hook is not None), poll=hook)
                     self._handle(loop, events)
                     self.notifier.watchdog()
             finally:
@@ -186,12 +191,29 @@ class Daemon:
                 self.discovery.close()
         return 0
 
-    def _timeout(self) -> float:
+    def _idle_ok(self, loop: EventLoop) -> bool:
+        """Memory is plentiful and nothing but the root needs a sample per tick:
+        the adaptive sampling can run in the idle sampler (idle.py)."""
+        root = self.states.get(domains.ROOT)
+        return (root is not None and isinstance(root.prev, detect.RootSample)
+                and idle.quiet(root.prev, self.cfg.detect.root_thresholds())
+                and not (self._victims or self.discovery.busy)
+                and not any(self.gate.waiting(p) for p in self.states)
+                and all(k == f"psi:{domains.ROOT}" for k in loop.polling_keys()))
+
+    def _timeout(self, idle_ok: bool = False) -> float:
         if self.discovery.busy:
             return 0.0
         t = self.cfg.detect.poll_max_s
         root = self.states.get(domains.ROOT)
-        if root is not None and isinstance(root.prev, detect.RootSample):
+        if idle_ok:
+            t = IDLE_MAX_S
+            due = self.discovery.next_due()
+            if due is not None:
+                t = min(t, max(due - self.sources.clock(), 0.0))
+            if self.exit_after_s is not None:
+                t = min(t, max(self._started_at + self.exit_after_s - self.sources.clock(), 0))
+        elif root is not None and isinstance(root.prev, detect.RootSample):
             t = detect.next_poll_interval(root.prev, self.cfg.detect.root_thresholds())
         if self.notifier.watchdog_interval_s is not None:
             t = min(t, self.notifier.watchdog_interval_s)
@@ -251,6 +273,8 @@ class Daemon:
             return
         prev = verdict.baseline if verdict.baseline is not None else state.prev
         state.prev = cur
+        if isinstance(cur, detect.RootSample):
+            self.idle.prime(cur, None)  # its first sleep, as _timeout's would be
         if cur.taken_at < state.cooldown_until:
             return
         # recheck() is assess_root/assess_cgroup dispatched on the sample's kind.
@@ -397,6 +421,7 @@ class Daemon:
         self.table = table.PriorityTable(cfg)
         self.killer = self._make_killer()
         self.guard.thresholds = cfg.detect.cgroup_thresholds()
+        self.idle.set_thresholds(cfg.detect.root_thresholds())
         self.discovery.retable(self.table)  # examined over the next wake-ups, bounded
         self._arm(loop)
         log.info("config %s reloaded: %d rules, %d domain(s)", self.config_path, len(cfg.rules),
@@ -408,3 +433,4 @@ class Daemon:
         mode = "dry-run, " if self.dry_run else ""
         return (f"{mode}{len(self.states)} domain(s), {self.kills} kill(s), "
                 f"walk {select.DEFAULT_BACKEND}")
+

@@ -73,6 +73,17 @@ class Discovery:
         """Work is queued: the caller should come back without sleeping."""
         return bool(self._todo)
 
+    def next_due(self) -> float | None:
+        """When ``step`` has timed work to do (clock seconds), None if only events
+        can bring any: the enabled cgroups without a limit, the unwatched ones,
+        and the limits of armed cgroup domains."""
+        due = []
+        if self._unwatched or self._enabled - self.domains.keys():
+            due.append(self._next_recheck)
+        if any(path != ROOT for path in self.domains):
+            due.append(self._next_limits)
+        return min(due, default=None)
+
     @property
     def watched(self) -> int:
         return len(self._path_wd)

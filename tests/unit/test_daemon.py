@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 
 import pytest
 
@@ -200,3 +201,51 @@ def test_a_domain_made_while_running_is_armed_from_events(fake_root, tmp_path, s
     assert "/B/late" in d.states  # not after a 30 s rescan: from its inotify events
     # nobody awaited a victim's exit: the connector (every exit on the host) stayed off
     assert loops[0].subscribed == 0
+
+
+class _CountingLoop(EventLoop):
+    """Counts the waits handed to a poll hook; during the first such wait,
+    ``during_hook`` runs from another thread."""
+
+    def __init__(self, during_hook):
+        super().__init__(signals=False)
+        self.hooked, self.during_hook = 0, during_hook
+
+    def wait(self, timeout_s=None, *, poll=None):
+        self.hooked += poll is not None
+        if self.hooked == 1 and poll is not None:
+            threading.Timer(0.3, self.during_hook).start()
+        return super().wait(timeout_s, poll=poll)
+
+
+def test_plentiful_memory_is_watched_by_the_idle_sampler(fake_root, tmp_path, sleepers):
+    root, proc, pids = _tree(fake_root, sleepers, mem_available_kb=3 * GiB_KB)
+    meminfo = os.path.join(proc, "meminfo")
+    with open(meminfo) as f:
+        text = f.read()
+    short = text.replace(f"MemAvailable:   {3 * GiB_KB:>8} kB", f"MemAvailable:   {100_000:>8} kB")
+    assert short != text and len(short) == len(text)
+
+    def shortage():  # in place, as the kernel's file changes under the sampler's fd
+        fd = os.open(meminfo, os.O_WRONLY)
+        os.pwrite(fd, short.encode(), 0)
+        os.close(fd)
+
+    loops = []
+
+    def factory():
+        loops.append(_CountingLoop(shortage))
+        return loops[0]
+
+    conf = tmp_path / "prioomd.toml"
+    conf.write_text(f'[root]\nuse_priority_oom = true\n[audit]\nfile = "{tmp_path / "a.jsonl"}"'
+                    '\njournal = false\n')
+    d = daemon.Daemon(config.load_config(str(conf)), str(conf),
+                      snapshot.Sources(cgroup_root=root, proc_root=proc), dry_run=True,
+                      exit_after_s=3.0, loop_factory=factory, protect=lambda: [])
+    d.run()
+    loop = loops[0]
+    assert loop.hooked >= 1  # the quiet second went to the sampler, not to Python ticks
+    # ... which handed back when MemAvailable fell: the floor decision was made
+    records = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert [r["victim_pids"] for r in records if r["kind"] == "decision"] == [[pids[301]]]
