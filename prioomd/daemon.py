@@ -170,10 +170,11 @@ class Daemon:
             loop.watch_fd(DISCOVERY_KEY, self.discovery.fileno())
             log.info("watching %d cgroup directories for domains", self.discovery.watched)
             self._arm(loop)
-            # Everything is imported and the first decisions are warm: lock it in.
+            self._self_test()
+            # Everything is imported and the first decisions are warm: lock it in
+            # (after the self-test, so its garbage is freed, not locked).
             for warning in self._protect():
                 log.warning("%s", warning)
-            self._self_test()
             self._started_at = self.sources.clock()
             self.notifier.ready(self._status())
             log.info("prioomd running%s: %d domain(s)", " in dry-run" if self.dry_run else "",

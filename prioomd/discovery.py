@@ -22,15 +22,13 @@ import logging
 import os
 from collections.abc import Callable
 
-import inotify_simple
-
-from prioomd import cgroupfs, domains, table
+from prioomd import cgroupfs, domains, inotify, table
 from prioomd.domains import ROOT, Domain
 from prioomd.errors import Vanished
 
 log = logging.getLogger(__name__)
 
-_F = inotify_simple.flags
+_F = inotify.flags
 _DIR_MASK = (_F.CREATE | _F.DELETE | _F.MOVED_FROM | _F.MOVED_TO | _F.ATTRIB | _F.ONLYDIR
              | _F.DONT_FOLLOW)
 BUDGET = 256  # cgroups examined per wake-up: a few ms of work, far below a 50 ms stall
@@ -58,7 +56,7 @@ class Discovery:
         self._next_limits = 0.0
         self._noted: dict[str, str] = {}  # path -> last warning, to say each once
         self._dropped = False  # a domain went away in read_events
-        self._ino = inotify_simple.INotify(nonblocking=True)
+        self._ino = inotify.INotify(nonblocking=True)
         self._todo[ROOT] = True
 
     def fileno(self) -> int:

@@ -39,9 +39,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-import inotify_simple
-
-from prioomd import psi_trigger
+from prioomd import inotify, psi_trigger
 from prioomd.errors import Vanished, is_gone
 from prioomd.proc_connector import ProcConnector, open_connector
 from prioomd.psi_trigger import TriggerInfo, rounded_window_us, trigger_spec
@@ -53,7 +51,7 @@ log = logging.getLogger(__name__)
 
 PROC_KEY = "proc-events"
 
-_F = inotify_simple.flags
+_F = inotify.flags
 _FILE_MASK = _F.MODIFY
 _CONFIG_MASK = _F.CLOSE_WRITE | _F.MOVED_TO
 _GONE_MASK = _F.DELETE | _F.ONLYDIR
@@ -116,7 +114,7 @@ class EventLoop:
         self._old_wakeup = -1
         self._old_handlers: dict[int, Any] = {}
         self._sig_r = self._sig_w = -1
-        self._ino = inotify_simple.INotify(nonblocking=True)
+        self._ino = inotify.INotify(nonblocking=True)
         self._register(self._ino.fileno(), select.POLLIN, "inotify", "")
         if signals:
             try:
