@@ -31,10 +31,11 @@ from prioomd import (
     table,
 )
 from prioomd.errors import ConfigError, Vanished
-from prioomd.events import PROC_KEY, Event, EventLoop
+from prioomd.events import Event, EventLoop
 from prioomd.gate import PostActionGate
 from prioomd.model import Decision, KillResult
 from prioomd.notify import Notifier
+from prioomd.victims import Victims
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class Daemon:
         self.kills = 0
         self._stopping = False
         self._started_at = 0.0
-        self._victims: dict[str, int] = {}  # watch key -> pid of a victim not yet gone
+        self.victims = Victims()
         self._status_sent = ("", 0.0)  # last STATUS= text, when
         self.discovery = discovery.Discovery(self.table, sources.cgroup_root,
                                              clock=sources.clock)
@@ -134,7 +135,7 @@ class Daemon:
                 loop.remove(f"psi:{path}")
                 continue
             state = _DomainState(dom)
-            state.oom_kills = self._oom_kills(dom)
+            state.oom_kills = domains.oom_kills(dom, self.sources.proc_root)
             self.states[path] = state
             log.info("watching domain %s (%s)", path, "global memory" if dom.is_root else
                      f"memory.max {dom.memory_max_bytes} bytes")
@@ -164,8 +165,7 @@ class Daemon:
             self.loop = loop
             if self.config_path:
                 loop.watch_config(CONFIG_KEY, self.config_path)
-            # Victims' exits come from their pidfds: no process-events connector,
-            # which would wake us on every exit on the host (see _await_exit).
+            # Victims' exits come from their pidfds, not the connector (victims.py).
             self.discovery.run_all()
             loop.watch_fd(DISCOVERY_KEY, self.discovery.fileno())
             log.info("watching %d cgroup directories for domains", self.discovery.watched)
@@ -198,7 +198,7 @@ class Daemon:
         root = self.states.get(domains.ROOT)
         return (root is not None and isinstance(root.prev, detect.RootSample)
                 and idle.quiet(root.prev, self.cfg.detect.root_thresholds())
-                and not (self._victims or self.discovery.busy)
+                and not (self.victims or self.discovery.busy)
                 and not any(self.gate.waiting(p) for p in self.states)
                 and all(k == f"psi:{domains.ROOT}" for k in loop.polling_keys()))
 
@@ -207,13 +207,10 @@ class Daemon:
             return 0.0
         t = self.cfg.detect.poll_max_s
         root = self.states.get(domains.ROOT)
-        if idle_ok:
-            t = IDLE_MAX_S
-            due = self.discovery.next_due()
-            if due is not None:
-                t = min(t, max(due - self.sources.clock(), 0.0))
-            if self.exit_after_s is not None:
-                t = min(t, max(self._started_at + self.exit_after_s - self.sources.clock(), 0))
+        if idle_ok:  # the sampler polls adaptively; wake for our own timers only
+            dues = [self.discovery.next_due(), None if self.exit_after_s is None
+                    else self._started_at + self.exit_after_s]
+            t = min([IDLE_MAX_S, *(d - self.sources.clock() for d in dues if d is not None)])
         elif root is not None and isinstance(root.prev, detect.RootSample):
             t = detect.next_poll_interval(root.prev, self.cfg.detect.root_thresholds())
         if self.notifier.watchdog_interval_s is not None:
@@ -230,8 +227,8 @@ class Daemon:
             elif ev.kind == "signal-reload" or (ev.kind == "file-changed"
                                                 and ev.key == CONFIG_KEY):
                 self.reload(loop)
-            elif ev.kind == "proc-exit":
-                self._exited(loop, ev)
+            elif ev.kind == "proc-exit" and (pid := self.victims.exited(loop, ev)) is not None:
+                self.gate.note_exit(pid)
             elif ev.kind == "fd-ready" and ev.key == DISCOVERY_KEY:
                 self.discovery.read_events()
             elif ev.kind == "gone" and ":" in ev.key:
@@ -337,7 +334,7 @@ class Daemon:
             self.gate.record_kill(dom.path, pids, cur, expected_bytes=result.freed_bytes)
             assert self.loop is not None
             for pid in pids:
-                self._await_exit(self.loop, pid)
+                self.victims.watch(self.loop, pid)
         elif result.outcome == "dry-run":
             state.cooldown_until = cur.taken_at + self.cfg.detect.post_action_delay_s
 
@@ -347,26 +344,6 @@ class Daemon:
                                              detected_at=detected_at, numbers=threat.numbers)
         self.sink.emit(record)
 
-    def _await_exit(self, loop: EventLoop, pid: int) -> None:
-        """Watch a victim's exit: its pidfd; the connector only where pidfds are
-        missing (Linux < 5.3), and only while such a victim is awaited."""
-        key = f"victim:{pid}"
-        self._victims[key] = pid
-        try:
-            loop.watch_pid(key, pid)
-        except OSError as exc:
-            log.debug("pidfd for %d: %s; awaiting its exit on the connector", pid, exc)
-            loop.enable_proc_events()
-
-    def _exited(self, loop: EventLoop, ev: Event) -> None:
-        key = f"victim:{ev.detail.get('pid')}" if ev.key == PROC_KEY else ev.key
-        if key not in self._victims:
-            return
-        loop.remove(key)
-        self.gate.note_exit(self._victims.pop(key))
-        if not self._victims:
-            loop.disable_proc_events()
-
     def _send_status(self, now: float) -> None:
         """STATUS= only when it changed, at most once per HOUSEKEEPING_S."""
         text = self._status()
@@ -374,18 +351,6 @@ class Daemon:
         if text != last and (now - sent_at >= HOUSEKEEPING_S or not last):
             self.notifier.status(text)
             self._status_sent = (text, now)
-
-    def _oom_kills(self, dom: domains.Domain, cur: detect.Sample | None = None) -> int | None:
-        """The kernel's own OOM kill count in the domain: /proc/vmstat for the root;
-        for a cgroup, the memory.events of ``cur`` (already read) or a fresh read."""
-        try:
-            if dom.is_root:
-                return domains.root_oom_kills(self.sources.proc_root)
-            events = cur.events if isinstance(cur, detect.CgroupSample) else \
-                domains.read_events(dom)
-            return events.get("oom_kill", 0)
-        except (OSError, ValueError, Vanished):
-            return None
 
     def _note_misses(self, state: _DomainState, cur: detect.Sample) -> None:
         """The kernel killed in an enabled domain without us: audit it as a miss.
@@ -395,7 +360,7 @@ class Daemon:
             if cur.taken_at < state.vmstat_due:
                 return
             state.vmstat_due = cur.taken_at + HOUSEKEEPING_S
-        now = self._oom_kills(state.domain, cur)
+        now = domains.oom_kills(state.domain, self.sources.proc_root, cur)
         if now is None:
             return
         before = state.oom_kills

@@ -139,6 +139,19 @@ def sample(domain: Domain, sources: Sources) -> detect.Sample:
     return sample_cgroup(domain, sources.clock)
 
 
+def oom_kills(domain: Domain, proc_root: str, cur: detect.Sample | None = None) -> int | None:
+    """The kernel's own OOM kill count in the domain, None if unreadable:
+    /proc/vmstat for the root; for a cgroup, the memory.events of ``cur``
+    (already read) or a fresh read."""
+    try:
+        if domain.is_root:
+            return root_oom_kills(proc_root)
+        events = cur.events if isinstance(cur, detect.CgroupSample) else read_events(domain)
+        return events.get("oom_kill", 0)
+    except (OSError, ValueError, Vanished):
+        return None
+
+
 def root_oom_kills(proc_root: str) -> int:
     """The kernel's own OOM kills since boot (/proc/vmstat oom_kill)."""
     return procfs.read_vmstat(proc_root).get("oom_kill", 0)
