@@ -126,12 +126,12 @@ next_interval(const Sample *cur, const Thresholds *t, const Sample *prev)
 }
 
 static int
-sample(int fd, char *buf, Sample *s)
+sample(int fd, char *buf, Sample *s, double now)
 {
     ssize_t n = pread(fd, buf, MEMINFO_BUF, 0);
     if (n <= 0 || parse_meminfo(buf, (size_t)n, s) != 0)
         return -1;
-    s->taken_at = monotonic_s();
+    s->taken_at = now;
     return 0;
 }
 
@@ -275,7 +275,7 @@ idle_wait(PyObject *self, PyObject *args)
             break;
         if (now < next_sample)
             continue;
-        if (mfd < 0 || sample(mfd, buf, &cur) != 0) {
+        if (mfd < 0 || sample(mfd, buf, &cur, now) != 0) {
             crossed = 1;
             have_last = 0;
             break;

@@ -77,13 +77,13 @@ def next_interval(cur: Sample, t: Thresholds, prev: Sample | None) -> float:
     return min(max(seconds, t[5]), t[6])
 
 
-def _sample(fd: int) -> Sample | None:
+def _sample(fd: int, now: float) -> Sample | None:
     try:
         data = os.pread(fd, 8192, 0)
     except OSError:
         return None
     parsed = parse_meminfo(data)
-    return None if parsed is None else (*parsed, time.monotonic())
+    return None if parsed is None else (*parsed, now)
 
 
 def wait(fds: Sequence[tuple[int, int]], timeout_ms: int | None, meminfo_path: str,
@@ -117,7 +117,7 @@ def wait(fds: Sequence[tuple[int, int]], timeout_ms: int | None, meminfo_path: s
                 return [], last, False
             if now < next_sample:
                 continue
-            cur = _sample(mfd) if mfd >= 0 else None
+            cur = _sample(mfd, now) if mfd >= 0 else None
             if cur is None:
                 return [], None, True  # the caller samples itself and says why not
             if not quiet(cur, t):

@@ -43,7 +43,9 @@ CONFIG_KEY = "config"
 DISCOVERY_KEY = "discovery"
 QUIET_REPEAT_S = 30.0  # a domain with nothing to kill is reported at most this often
 HOUSEKEEPING_S = 1.0  # the kernel's oom_kill counter, STATUS=: read/sent at most this often
-IDLE_MAX_S = 5.0  # plentiful memory: back in Python at least this often (misses, status)
+# Plentiful memory: back in Python at least this often (the root's oom_kill counter,
+# STATUS=); each return costs ~10 ms of CPU under TCG, as much as 10 samples in C.
+IDLE_MAX_S = 30.0
 
 
 @dataclass
