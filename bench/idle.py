@@ -3,6 +3,7 @@
     .venv/bin/python bench/idle.py vm [--window 30]        # boots the qemu guest (VM lock)
     .venv/bin/python bench/idle.py guest [--window 30]     # what `vm` runs in the guest
     .venv/bin/python bench/idle.py connector [--procs 10000]   # on the host
+    .venv/bin/python bench/idle.py discovery [--cgroups 20000]  # on the host's cgroup2
 
 ``vm``/``guest``: the real-kernel tier's guest (1 GiB, TCG), a 450 MB and a
 100 MB hog resident, no pressure. Side by side, started together and measured
@@ -185,6 +186,76 @@ def connector(nprocs: int) -> None:
             p.wait()
 
 
+MKDIR_STORM = """
+import os, sys, time
+base, n = sys.argv[1], int(sys.argv[2])
+t0 = time.monotonic()
+for i in range(n):
+    os.mkdir(f"{base}/c{i}")
+late = f"{base}/late"
+os.mkdir(late)
+os.setxattr(late, "trusted.prioomd.use_priority_oom", b"1")
+print(t0, time.monotonic(), flush=True)
+"""
+
+
+def discovery(n: int) -> None:
+    """``n`` empty cgroups made as fast as one process can, then one with
+    use_priority_oom; the loop of the daemon meanwhile (read_events + step per
+    wake-up): its longest step, and how long after its mkdir the last cgroup
+    was found enabled. Then the start-up walk over the grown tree."""
+    import select
+
+    sys.path.insert(0, str(REPO))
+    from prioomd import config, table
+    from prioomd import discovery as disc
+    from prioomd.cgroupfs import default_cgroup_root
+    root = default_cgroup_root()
+    base = f"{root}/prioomd-bench-{os.getpid()}"
+    rel = base[len(root):]
+    os.mkdir(base)
+    tbl = table.PriorityTable(config.parse_config("", "bench"))
+    try:
+        d = disc.Discovery(tbl, root, clock=time.monotonic)
+        d.run_all()
+        poller = select.poll()
+        poller.register(d.fileno(), select.POLLIN)
+        storm = subprocess.Popen([sys.executable, "-c", MKDIR_STORM, base, str(n)],
+                                 stdout=subprocess.PIPE, text=True)
+        steps: list[float] = []  # wall time of each wake-up's work
+        cpu: list[float] = []  # and its CPU time (the machine may be busy)
+        found_at = None
+        while found_at is None:
+            poller.poll(0 if d.busy else 100)
+            t0, c0 = time.monotonic(), time.thread_time()
+            d.read_events()
+            d.step()
+            steps.append(time.monotonic() - t0)
+            cpu.append(time.thread_time() - c0)
+            if f"{rel}/late" in d._enabled:
+                found_at = time.monotonic()
+        start, made = (float(x) for x in storm.communicate()[0].split())
+        print(f"\n{n} cgroups made in {made - start:.2f} s (mkdir from one process)")
+        steps.sort()
+        print(f"loop: {len(steps)} wake-ups; work per wake-up: longest {steps[-1] * 1000:.1f} ms "
+              f"(CPU {max(cpu) * 1000:.1f} ms), median {steps[len(steps) // 2] * 1000:.1f} ms; "
+              f"{sum(cpu):.2f} s of CPU in all")
+        print(f"the use_priority_oom cgroup made last was found {found_at - made:.2f} s "
+              f"after its xattr was set")
+        d.close()
+        t0 = time.monotonic()
+        d2 = disc.Discovery(tbl, root, clock=time.monotonic)
+        d2.run_all()
+        print(f"start-up walk over the grown tree: {time.monotonic() - t0:.2f} s, "
+              f"{d2.watched} directories watched")
+        d2.close()
+    finally:
+        for name in os.listdir(base):
+            if os.path.isdir(f"{base}/{name}"):
+                os.rmdir(f"{base}/{name}")
+        os.rmdir(base)
+
+
 def vm(window: float) -> int:
     cmd = ["flock", "/var/tmp/prioomd-vm.lock", "python3", str(REPO / "tests/vm/kh/run.py"),
            "-m", "1G", "-t", "900", "--", sys.executable, str(Path(__file__).resolve()),
@@ -194,14 +265,17 @@ def vm(window: float) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("where", choices=["vm", "guest", "connector"])
+    ap.add_argument("where", choices=["vm", "guest", "connector", "discovery"])
     ap.add_argument("--window", type=float, default=30.0)
     ap.add_argument("--procs", type=int, default=10_000)
+    ap.add_argument("--cgroups", type=int, default=20_000)
     args = ap.parse_args()
     if args.where == "vm":
         return vm(args.window)
     if args.where == "guest":
         guest(args.window)
+    elif args.where == "discovery":
+        discovery(args.cgroups)
     else:
         connector(args.procs)
     return 0

@@ -168,6 +168,8 @@ class Discovery:
                 self._examine(path, scan)
             except Vanished:
                 self._forget(path, subtree=False)
+            except (OSError, ValueError) as exc:  # odd kernel answer: skip it, loudly
+                log.warning("%s: not examined for use_priority_oom: %s", path, exc)
         return dropped or self.domains != before
 
     def _queue_due(self) -> None:

@@ -185,3 +185,15 @@ def test_hostile_names_and_vanishing_cgroups_are_skipped(disc, tree):
         disc.step()
     _settle(disc)
     assert set(disc.domains) == {"/", "/b"}
+
+
+def test_an_unreadable_cgroup_is_skipped_with_a_warning(disc, tree, monkeypatch, caplog):
+    _mkcg(tree, "odd")
+
+    def refuse(tbl, root, path, **kw):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(discovery.domains, "resolve_domain", refuse)
+    _settle(disc)
+    assert set(disc.domains) == {"/", "/b"}
+    assert "/odd: not examined" in caplog.text
