@@ -50,15 +50,17 @@ is_space(char c)
     return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
 }
 
-/* The twin's parse_meminfo: 0 on success, -1 when MemTotal is missing or a value is bad. */
+/* The twin's parse_meminfo: 0 on success, -1 when MemTotal is missing or a value is bad.
+ * The first line of each key counts; reading stops once all five are found. */
 static int
 parse_meminfo(const char *buf, size_t len, Sample *s)
 {
     static const char *const keys[5] = {"MemTotal:", "MemAvailable:", "MemFree:",
                                         "SwapTotal:", "SwapFree:"};
     long long vals[5] = {-1, -1, -1, -1, -1};
+    int found = 0;
     size_t i = 0;
-    while (i < len) {
+    while (i < len && found < 5) { /* all five are in the first ~16 of ~55 lines */
         size_t eol = i;
         while (eol < len && buf[eol] != '\n')
             eol++;
@@ -69,8 +71,8 @@ parse_meminfo(const char *buf, size_t len, Sample *s)
             k++;
         for (int key = 0; key < 5; key++) {
             size_t klen = strlen(keys[key]);
-            if (k - i != klen || memcmp(buf + i, keys[key], klen) != 0)
-                continue;
+            if (vals[key] >= 0 || k - i != klen || memcmp(buf + i, keys[key], klen) != 0)
+                continue; /* not this key, or seen already: the first one counts */
             size_t d = k;
             while (d < eol && is_space(buf[d]))
                 d++;
@@ -83,6 +85,7 @@ parse_meminfo(const char *buf, size_t len, Sample *s)
             if (d == start || d - start > MAX_DIGITS || (d < eol && !is_space(buf[d])))
                 return -1;
             vals[key] = v * 1024;
+            found++;
         }
         i = eol + 1;
     }

@@ -41,14 +41,20 @@ _KEYS = {b"MemTotal:": 0, b"MemAvailable:": 1, b"MemFree:": 2, b"SwapTotal:": 3,
 
 def parse_meminfo(data: bytes) -> tuple[int, int, int, int] | None:
     """(MemTotal, MemAvailable or MemFree, SwapTotal, SwapFree) in bytes, or None
-    when MemTotal is missing or a value is not a number."""
+    when MemTotal is missing or a value is not a number. The first line of each
+    key counts; reading stops once all five are found (the kernel prints them
+    in its first 16 of some 55 lines; the rest is not read)."""
     vals = [-1] * 5
+    found = 0
     for line in data.split(b"\n"):
         parts = line.split()
-        if len(parts) >= 2 and parts[0] in _KEYS:
+        if len(parts) >= 2 and parts[0] in _KEYS and vals[_KEYS[parts[0]]] < 0:
             if not parts[1].isdigit() or len(parts[1]) > 15:
                 return None
             vals[_KEYS[parts[0]]] = int(parts[1]) * 1024
+            found += 1
+            if found == 5:
+                break
     total, avail, free, swap_total, swap_free = vals
     if total < 0:
         return None
