@@ -28,6 +28,8 @@ import logging
 import math
 import os
 import re
+import stat
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -40,6 +42,7 @@ DECISION_MESSAGE_ID = "704e54b2a03b4c80bd52c117ffcac056"
 MISS_MESSAGE_ID = "2c55840d0f4f4101ba591ed5c2852673"
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 MAX_RUNNERS_UP = 10  # candidates listed per record: enough to explain a fall-through
+FILE_ERROR_REPEAT_S = 60.0  # a failing audit file is reported at most this often
 
 AuditRecord = dict[str, Any]
 JournalSend = Callable[..., object]
@@ -261,7 +264,13 @@ def stderr_is_journal(environ: Mapping[str, str] | None = None, fd: int = 2) -> 
 class AuditSink:
     """Where records go: the JSON-lines file (``path`` None: none), journald
     (``journal_send`` None: none) and the log. When the journal gets the entry
-    and stderr is the journal too, the log line drops to debug (no duplicates)."""
+    and stderr is the journal too, the log line drops to debug (no duplicates).
+
+    A record reaches the file whole or not at all: one write per line, and a short
+    write (a full disk) is cut off again, so the file stays one JSON value per
+    line. A failing file (ENOSPC, EIO...) is reported at most once a minute
+    (``clock``: monotonic seconds); ``lost`` counts the records it missed, which
+    still went to the journal and the log."""
 
     def __init__(
         self,
@@ -270,14 +279,19 @@ class AuditSink:
         journal_send: JournalSend | None = None,
         fsync: bool = False,
         stderr_is_journal: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.path = path
         self._send = journal_send
         self._fsync = fsync
         self._quiet_log = journal_send is not None and stderr_is_journal
+        self._clock = clock
         self._fd: int | None = None
         self._file_id: tuple[int, int] | None = None
-        self._last_error = ""
+        self._newline_first = False  # the file ends in a torn line: start a new one
+        self._failing_since_lost = 0  # lost when the current run of failures began
+        self._quiet_until: float | None = None  # None: the file is not failing
+        self.lost = 0
 
     def emit(self, record: AuditRecord) -> None:
         if self.path is not None:
@@ -304,17 +318,35 @@ class AuditSink:
         try:
             data = (json.dumps(record, allow_nan=False, separators=(",", ":")) + "\n").encode()
             fd = self._open(self.path)
-            if os.write(fd, data) != len(data):  # one write per record: appends stay whole
-                raise OSError(errno.ENOSPC, "short write (disk full?)")
+            if self._newline_first:
+                data = b"\n" + data
+            _write_whole(fd, data)
+            self._newline_first = False
             if self._fsync:
                 os.fsync(fd)
-            self._last_error = ""
         except (OSError, ValueError) as exc:
             self.close()
-            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            level = logging.DEBUG if why == self._last_error else logging.WARNING
-            log.log(level, "audit file %s not written: %s (carrying on)", self.path, why)
-            self._last_error = why
+            self.lost += 1
+            self._file_failed(exc)
+            return
+        if self._quiet_until is not None:
+            log.warning("audit file %s written again; %d record(s) missing from it went "
+                        "to the journal and the log only", self.path,
+                        self.lost - self._failing_since_lost)
+            self._quiet_until = None
+
+    def _file_failed(self, exc: Exception) -> None:
+        now = self._clock()
+        if self._quiet_until is None:
+            self._failing_since_lost = self.lost - 1
+        elif now < self._quiet_until:
+            log.debug("audit file %s not written: %s", self.path, exc)
+            return
+        self._quiet_until = now + FILE_ERROR_REPEAT_S
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        log.warning("audit file %s not written: %s (%d record(s) missing so far; carrying "
+                    "on, the journal and the log still get them; next report in %.0f s)",
+                    self.path, why, self.lost - self._failing_since_lost, FILE_ERROR_REPEAT_S)
 
     def _open(self, path: str) -> int:
         """The open fd; reopened when the file was rotated or removed meanwhile."""
@@ -333,4 +365,32 @@ class AuditSink:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
             st = os.fstat(fd)
             self._fd, self._file_id = fd, (st.st_dev, st.st_ino)
+            self._newline_first = stat.S_ISREG(st.st_mode) and _ends_torn(path, st.st_size)
         return self._fd
+
+
+def _write_whole(fd: int, data: bytes) -> None:
+    """Append ``data`` in one write, or leave the file as it was: a short write
+    (the disk filled up mid-record) is truncated away again."""
+    before = os.lseek(fd, 0, os.SEEK_END)
+    written = os.write(fd, data)
+    if written == len(data):
+        return
+    try:
+        os.ftruncate(fd, before)
+        undone = "undone"
+    except OSError as exc:  # the next open sees the torn line and starts a new one
+        undone = f"not undone: {exc.strerror}"
+    raise OSError(errno.ENOSPC, f"short write, {written} of {len(data)} bytes ({undone})")
+
+
+def _ends_torn(path: str, size: int) -> bool:
+    """True when the file's last byte is not a newline (a torn last record)."""
+    if size <= 0:
+        return False
+    try:
+        with open(path, "rb") as f:
+            f.seek(size - 1)
+            return f.read(1) not in (b"\n", b"")
+    except OSError:
+        return False

@@ -27,5 +27,6 @@ PRIOOMD_REQUIRE_C=1 .venv/bin/pip install -q --disable-pip-version-check -e ".[d
 
 if [ "${PRIOOMD_SKIP_VM_SETUP:-0}" != 1 ]; then
     bash tests/vm/kh/setup.sh
+    bash bench/setup-peers.sh   # the peers bench/compare.py --quick runs beside prioomd
 fi
 echo "setup: done in $(( $(date +%s) - t0 )) s ($top)"

@@ -224,3 +224,26 @@ def test_stderr_is_journal(tmp_path):
                                        f.fileno())
         assert not audit.stderr_is_journal({"JOURNAL_STREAM": "1:2"}, f.fileno())
         assert not audit.stderr_is_journal({}, f.fileno())
+
+
+def test_failing_file_is_reported_at_most_once_a_minute(caplog):
+    now = [0.0]
+    sink = AuditSink("/dev/full", clock=lambda: now[0])  # every write: ENOSPC
+    with caplog.at_level(logging.WARNING, logger="prioomd.audit"):
+        for t in (0.0, 1.0, 59.0, 60.0, 61.0, 119.0):
+            now[0] = t
+            sink.emit(decision_record())
+    reports = [r.getMessage() for r in caplog.records if "not written" in r.getMessage()]
+    assert len(reports) == 2 and "4 record(s) missing" in reports[1]  # at 0 s and 60 s
+    assert sink.lost == 6
+
+
+def test_a_torn_last_line_is_not_glued_to_the_next_record(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(b'{"kind":"decision"}\n{"kind":"dec')  # cut short by an earlier crash
+    sink = AuditSink(str(path))
+    sink.emit(decision_record())
+    sink.close()
+    lines = path.read_bytes().split(b"\n")
+    assert lines[1] == b'{"kind":"dec' and json.loads(lines[2])["kind"] == "decision"
+    assert lines[-1] == b""
