@@ -1,6 +1,6 @@
-"""Build the optional C core (prioomd._select).
+"""Build the optional C core (prioomd._select, the walk; prioomd._idle, the idle sampler).
 
-The pure-Python twin (prioomd._select_py) gives identical results, so a
+The pure-Python twins (prioomd._select_py, prioomd._idle_py) give identical results, so a
 build without a compiler still installs a working prioomd; set
 PRIOOMD_REQUIRE_C=1 to make a failed C build an error (CI does).
 """
@@ -27,7 +27,12 @@ setup(
             "prioomd._select",
             sources=["prioomd/_select.c"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=c11"],
-        )
+        ),
+        Extension(
+            "prioomd._idle",
+            sources=["prioomd/_idle.c"],
+            extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=c11", "-D_GNU_SOURCE"],
+        ),
     ],
     cmdclass={"build_ext": OptionalBuildExt},
 )

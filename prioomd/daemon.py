@@ -22,8 +22,10 @@ from prioomd import (
     cgroupns,
     config,
     detect,
+    discovery,
     domains,
     guard,
+    idle,
     kill,
     metrics,
     procfs,
@@ -37,11 +39,16 @@ from prioomd.errors import ConfigError, Vanished
 from prioomd.events import Event, EventLoop
 from prioomd.model import Decision, KillResult
 from prioomd.notify import Notifier
+from prioomd.victims import Victims
 
 log = logging.getLogger(__name__)
 
 CONFIG_KEY = "config"
-RESCAN_S = 30.0  # new cgroups with use_priority_oom are found within this
+DISCOVERY_KEY = "discovery"
+HOUSEKEEPING_S = 1.0  # the kernel's oom_kill counter, STATUS=: read/sent at most this often
+# Plentiful memory: back in Python at least this often (the root's oom_kill counter,
+# STATUS=); each return costs ~10 ms of CPU under TCG, as much as 10 samples in C.
+IDLE_MAX_S = 30.0
 QUIET_REPEAT_S = 30.0  # a domain with nothing to kill is reported at most this often
 ERROR_BACKOFF_S = 0.1  # after the loop itself failed: no busy spin on a persistent error
 # A victim that left its cgroup between the walk and the kill makes the ranking stale:
@@ -57,6 +64,7 @@ class _DomainState:
     oom_kills: int | None = None  # the kernel's own oom_kill counter, for misses
     cooldown_until: float = 0.0  # dry-run: no real victim exits to wait for
     quiet_until: float = 0.0
+    vmstat_due: float = 0.0  # the root: when to read the kernel's oom_kill counter again
 
 
 class Daemon:
@@ -90,9 +98,13 @@ class Daemon:
         self._contained = Containment(sources.clock)  # per event: bugs never end the loop
         self._stopping = False
         self._started_at = 0.0
-        self._next_rescan = 0.0
         self._config_watched = False
-        self._victims: dict[str, int] = {}  # watch key -> pid of a victim not yet gone
+        self.victims = Victims()
+        self._status_sent = ("", 0.0)  # last STATUS= text, when
+        self.discovery = discovery.Discovery(self.table, sources.cgroup_root,
+                                             clock=sources.clock)
+        self.idle = idle.IdleWait(os.path.join(sources.proc_root, "meminfo"),
+                                  cfg.detect.root_thresholds())
         self.loop: EventLoop | None = None
         self.metrics: metrics.Metrics | metrics.NullMetrics = metrics.NULL
 
@@ -128,11 +140,11 @@ class Daemon:
         return True
 
     def _arm(self, loop: EventLoop) -> None:
-        """Discover the enabled domains and arm a wake-up source for each."""
-        found, notes = domains.discover(self.table, self.sources)
-        for note in dict.fromkeys(notes):
-            log.warning("%s", note)
-        wanted = {d.path: d for d in found}
+        """Arm a wake-up source for each enabled domain discovery knows, disarm
+        the ones it no longer lists (the first call walks the tree)."""
+        if not self.discovery.watched:
+            self.discovery.run_all()
+        wanted = self.discovery.domains
         for path in list(self.states):
             if path not in wanted or wanted[path] != self.states[path].domain:
                 self._disarm(loop, path)
@@ -155,11 +167,10 @@ class Daemon:
                 loop.remove(f"psi:{path}")
                 continue
             state = _DomainState(dom)
-            state.oom_kills = self._oom_kills(dom)
+            state.oom_kills = domains.oom_kills(dom, self.sources.proc_root)
             self.states[path] = state
             log.info("watching domain %s (%s)", path, "global memory" if dom.is_root else
                      f"memory.max {dom.memory_max_bytes} bytes")
-        self._next_rescan = self.sources.clock() + RESCAN_S
 
     def _disarm(self, loop: EventLoop, path: str) -> None:
         loop.remove(f"psi:{path}")
@@ -200,18 +211,18 @@ class Daemon:
                 self.guard.restore_all()
                 self.sink.close()
                 self.metrics.close()
+                self.discovery.close()
         return 0
 
     def _start(self, loop: EventLoop) -> None:
         self._watch_config(loop)
         self.metrics = metrics.start(self.cfg.metrics, dry_run=self.dry_run,
                                      walk=select.DEFAULT_BACKEND)
-        log.info("process events: %s", loop.enable_proc_events().reason)
+        # Victims' exits come from their pidfds, not the connector (victims.py).
         self._arm(loop)
+        loop.watch_fd(DISCOVERY_KEY, self.discovery.fileno())
+        log.info("watching %d cgroup directories for domains", self.discovery.watched)
         self.guard.settle()  # a crashed run's guards that this run did not take over
-        # Everything is imported and the first decisions are warm: lock it in.
-        for warning in self._protect():
-            log.warning("%s", warning)
         if self.where is not None and self.where.ns_root != "/":
             log.info("private cgroup namespace rooted at %s: /proc/PID/cgroup paths are "
                      "mapped back to %s", self.where.ns_root, self.sources.cgroup_root)
@@ -219,22 +230,45 @@ class Daemon:
                                             self.sources.proc_root) if self.where else ():
             log.info("%s", note)
         self._self_test()
+        # Everything is imported and the first decisions are warm: lock it in
+        # (after the self-test, so its garbage is freed, not locked).
+        for warning in self._protect():
+            log.warning("%s", warning)
         self._started_at = self.sources.clock()
         self.notifier.ready(self._status())
         log.info("prioomd running%s: %d domain(s)", " in dry-run" if self.dry_run else "",
                  len(self.states))
 
-    def _timeout(self) -> float:
+    def _idle_ok(self, loop: EventLoop) -> bool:
+        """Memory is plentiful and nothing but the root needs a sample per tick:
+        the adaptive sampling can run in the idle sampler (idle.py)."""
+        root = self.states.get(domains.ROOT)
+        return (root is not None and isinstance(root.prev, detect.RootSample)
+                and idle.quiet(root.prev, self.cfg.detect.root_thresholds())
+                and not (self.victims or self.discovery.busy)
+                and not any(self.gate.waiting(p) for p in self.states)
+                and all(k == f"psi:{domains.ROOT}" for k in loop.polling_keys()))
+
+    def _timeout(self, idle_ok: bool = False) -> float:
+        if self.discovery.busy:
+            return 0.0
         t = self.cfg.detect.poll_max_s
         root = self.states.get(domains.ROOT)
-        if root is not None and isinstance(root.prev, detect.RootSample):
+        if idle_ok:  # the sampler polls adaptively; wake for our own timers only
+            dues = [self.discovery.next_due(), None if self.exit_after_s is None
+                    else self._started_at + self.exit_after_s]
+            t = min([IDLE_MAX_S, *(d - self.sources.clock() for d in dues if d is not None)])
+        elif root is not None and isinstance(root.prev, detect.RootSample):
             t = detect.next_poll_interval(root.prev, self.cfg.detect.root_thresholds())
         if self.notifier.watchdog_interval_s is not None:
             t = min(t, self.notifier.watchdog_interval_s)
         return t
 
     def _iterate(self, loop: EventLoop) -> None:
-        self._handle(loop, loop.wait(self._timeout()))
+        if self._idle_ok(loop):  # plentiful memory: sampled in idle.py, not per tick here
+            self._handle(loop, loop.wait(self._timeout(idle_ok=True), poll=self.idle))
+        else:
+            self._handle(loop, loop.wait(self._timeout()))
 
     def _handle(self, loop: EventLoop, events: list[Event]) -> None:
         now = self.sources.clock()
@@ -245,8 +279,7 @@ class Daemon:
             return
         if self.config_path and not self._config_watched and self._watch_config(loop):
             self._contained("the reload", self.reload, loop)  # it came back, maybe new
-        if now >= self._next_rescan:
-            self._contained("the domain rescan", self._arm, loop)
+        self._contained("domain discovery", self._discover, loop)
         polling = {k.split(":", 1)[1] for k in loop.polling_keys()}
         for path, state in list(self.states.items()):
             # The root is cheap to sample: every wake-up. A cgroup domain only
@@ -254,10 +287,14 @@ class Daemon:
             if state.domain.is_root or path in woken or path in polling:
                 self._contained(f"the check of {path}", self._check, state,
                                 woken.get(path, "poll"))
-        self.notifier.status(self._status())
+        self._send_status(now)
         if self.exit_after_s is not None and now - self._started_at >= self.exit_after_s:
             log.info("stopping: --exit-after %g s reached", self.exit_after_s)
             self._stopping = True
+
+    def _discover(self, loop: EventLoop) -> None:
+        if self.discovery.step():  # bounded work per wake-up
+            self._arm(loop)
 
     def _on_event(self, loop: EventLoop, ev: Event, woken: dict[str, str]) -> None:
         if ev.kind == "signal-stop":
@@ -265,9 +302,10 @@ class Daemon:
             self._stopping = True
         elif ev.kind == "signal-reload" or (ev.kind == "file-changed" and ev.key == CONFIG_KEY):
             self.reload(loop)
-        elif ev.kind == "proc-exit" and ev.key in self._victims:
-            loop.remove(ev.key)
-            self.gate.note_exit(self._victims.pop(ev.key))
+        elif ev.kind == "proc-exit" and (pid := self.victims.exited(loop, ev)) is not None:
+            self.gate.note_exit(pid)
+        elif ev.kind == "fd-ready" and ev.key == DISCOVERY_KEY:
+            self.discovery.read_events()
         elif ev.kind == "gone" and ev.key == CONFIG_KEY:
             self._config_watched = False
             log.warning("the directory of %s went away; the config in force stays, and is "
@@ -298,6 +336,8 @@ class Daemon:
             return
         prev = verdict.baseline if verdict.baseline is not None else state.prev
         state.prev = cur
+        if isinstance(cur, detect.RootSample):
+            self.idle.prime(cur, None)  # its first sleep, as _timeout's would be
         if cur.taken_at < state.cooldown_until:
             return
         # recheck() is assess_root/assess_cgroup dispatched on the sample's kind.
@@ -367,9 +407,7 @@ class Daemon:
             assert self.loop is not None
             for pid in pids:
                 self.dying.note_kill(pid, result.signal_sent_at)
-                key = f"victim:{pid}"
-                self._victims[key] = pid
-                self.loop.watch_pid(key, pid)
+                self.victims.watch(self.loop, pid)
         elif result.outcome == "dry-run":
             state.cooldown_until = cur.taken_at + self.cfg.detect.post_action_delay_s
 
@@ -380,21 +418,21 @@ class Daemon:
         self.sink.emit(record)
         self.metrics.record(record)
 
-    def _oom_kills(self, dom: domains.Domain, cur: detect.Sample | None = None) -> int | None:
-        """The kernel's own OOM kill count in the domain: /proc/vmstat for the root;
-        for a cgroup, the memory.events of ``cur`` (already read) or a fresh read."""
-        try:
-            if dom.is_root:
-                return domains.root_oom_kills(self.sources.proc_root)
-            events = cur.events if isinstance(cur, detect.CgroupSample) else \
-                domains.read_events(dom)
-            return events.get("oom_kill", 0)
-        except (OSError, ValueError, Vanished):
-            return None
+    def _send_status(self, now: float) -> None:
+        """STATUS= only when it changed, at most once per HOUSEKEEPING_S."""
+        text = self._status()
+        last, sent_at = self._status_sent
+        if text != last and (now - sent_at >= HOUSEKEEPING_S or not last):
+            self.notifier.status(text)
+            self._status_sent = (text, now)
 
     def _note_misses(self, state: _DomainState, cur: detect.Sample) -> None:
         """The kernel killed in an enabled domain without us: audit it as a miss."""
-        now = self._oom_kills(state.domain, cur)
+        if state.domain.is_root:  # /proc/vmstat is large: at most once per HOUSEKEEPING_S
+            if cur.taken_at < state.vmstat_due:
+                return
+            state.vmstat_due = cur.taken_at + HOUSEKEEPING_S
+        now = domains.oom_kills(state.domain, self.sources.proc_root, cur)
         if now is None:
             return
         before = state.oom_kills
@@ -428,6 +466,8 @@ class Daemon:
         self.killer = self._make_killer()
         self.dying.timeout_s = cfg.kill.dying_timeout_s
         self.guard.thresholds = cfg.detect.cgroup_thresholds()
+        self.idle.set_thresholds(cfg.detect.root_thresholds())
+        self.discovery.retable(self.table)  # examined over the next wake-ups, bounded
         self._arm(loop)
         self.metrics.reloaded(True)
         log.info("config %s reloaded: %d rules, %d domain(s)", self.config_path, len(cfg.rules),

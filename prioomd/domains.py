@@ -3,8 +3,9 @@
 A domain is the root (global memory, enabled by the root's use_priority_oom)
 or a cgroup with use_priority_oom on and a memory.max of its own (spec §2: a
 memcg OOM consults only the OOMing cgroup's own flag). Discovery reads only
-xattrs and memory.max, never processes: it runs at start, on reload and on a
-slow rescan, not on the decision path. Guard mode lives in guard.py.
+xattrs and memory.max, never processes, and never on the decision path; the
+daemon runs it per cgroup as events arrive (discovery.py). Guard mode lives in
+guard.py.
 """
 
 from __future__ import annotations
@@ -60,29 +61,45 @@ def _resolve_upo(tbl: table.PriorityTable, path: str, cgdir: str, parent: str | 
     return bool(resolved.use_priority_oom.value), list(resolved.warnings)
 
 
+def resolve_domain(tbl: table.PriorityTable, root: str, path: str, *, xattr_names:
+                   frozenset[str] | None = None) -> tuple[Domain | None, bool, list[str]]:
+    """One cgroup: (its Domain or None, whether use_priority_oom is on, warnings).
+
+    ``xattr_names``: the names ``listxattr`` gave, when the caller has them: a
+    cgroup without a use_priority_oom xattr, and no rule that could set it,
+    is then known to be off without further reads. Vanished when it is gone."""
+    if (xattr_names is not None and path != ROOT and not tbl.rules_set_use_priority_oom
+            and xattr_names.isdisjoint(table.USE_PRIORITY_OOM_XATTRS)):
+        return None, False, []
+    cgdir = cgroupfs.rel_to_abs(root, path)
+    parent = os.path.dirname(cgdir) if path != ROOT else None
+    enabled, notes = _resolve_upo(tbl, path, cgdir, parent)
+    if not enabled:
+        return None, False, notes
+    if path == ROOT:
+        return Domain(ROOT, cgdir, None), True, notes
+    limit = cgroupfs.read_memory_max(cgdir)
+    why_not = why_not_a_domain(path, enabled, limit)
+    if why_not is not None:
+        notes.append(f"{path}: {why_not}")
+        return None, True, notes
+    return Domain(path, cgdir, limit, events_file(cgdir)), True, notes
+
+
 def discover(tbl: table.PriorityTable, sources: Sources) -> tuple[list[Domain], list[str]]:
-    """The enabled domains, root first; and the warnings met on the way."""
+    """The enabled domains, root first; and the warnings met on the way. One walk
+    of the whole tree: for one-shot views; the daemon follows events instead
+    (discovery.Discovery)."""
     domains: list[Domain] = []
     notes: list[str] = []
-    root = sources.cgroup_root
-    for path, _depth in cgroupfs.walk_tree(root):
-        cgdir = cgroupfs.rel_to_abs(root, path)
-        parent = os.path.dirname(cgdir) if path != ROOT else None
+    for path, _depth in cgroupfs.walk_tree(sources.cgroup_root):
         try:
-            enabled, warnings = _resolve_upo(tbl, path, cgdir, parent)
-            notes.extend(warnings)
-            if not enabled:
-                continue
-            limit = None if path == ROOT else cgroupfs.read_memory_max(cgdir)
+            dom, _on, warnings = resolve_domain(tbl, sources.cgroup_root, path)
         except Vanished:
             continue
-        why_not = why_not_a_domain(path, enabled, limit)
-        if why_not is not None:
-            notes.append(f"{path}: {why_not}")
-        elif path == ROOT:
-            domains.append(Domain(ROOT, cgdir, None))
-        else:
-            domains.append(Domain(path, cgdir, limit, events_file(cgdir)))
+        notes.extend(warnings)
+        if dom is not None:
+            domains.append(dom)
     return domains, notes
 
 
@@ -156,6 +173,19 @@ def sample(domain: Domain, sources: Sources) -> detect.Sample:
     if domain.is_root:
         return sample_root(sources.proc_root, sources.clock)
     return sample_cgroup(domain, sources.clock)
+
+
+def oom_kills(domain: Domain, proc_root: str, cur: detect.Sample | None = None) -> int | None:
+    """The kernel's own OOM kill count in the domain, None if unreadable:
+    /proc/vmstat for the root; for a cgroup, the memory.events of ``cur``
+    (already read) or a fresh read."""
+    try:
+        if domain.is_root:
+            return root_oom_kills(proc_root)
+        events = cur.events if isinstance(cur, detect.CgroupSample) else read_events(domain)
+        return events.get("oom_kill", 0)
+    except (OSError, ValueError, Vanished):
+        return None
 
 
 def root_oom_kills(proc_root: str) -> int:

@@ -19,6 +19,7 @@ Event kinds (``Event.kind``), with ``Event.key`` the caller's registration key:
 * ``proc-fork``: under ``PROC_KEY``, a new process (connector, if asked for).
 * ``proc-lost``: the connector's socket overflowed; exits may have been missed.
 * ``signal-reload`` (SIGHUP), ``signal-stop`` (SIGTERM, SIGINT).
+* ``fd-ready``: an fd registered with ``watch_fd`` is readable; its owner reads it.
 * ``timeout``: the periodic tick (see ``wait``).
 
 PSI triggers are armed by ``psi_trigger.arm``: without CAP_SYS_RESOURCE the
@@ -40,9 +41,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-import inotify_simple
-
-from prioomd import psi_trigger
+from prioomd import inotify, psi_trigger
 from prioomd.errors import Vanished, is_gone
 from prioomd.proc_connector import ProcConnector, open_connector
 from prioomd.psi_trigger import TriggerInfo, rounded_window_us, trigger_spec
@@ -54,7 +53,7 @@ log = logging.getLogger(__name__)
 
 PROC_KEY = "proc-events"
 
-_F = inotify_simple.flags
+_F = inotify.flags
 _FILE_MASK = _F.MODIFY
 _CONFIG_MASK = _F.CLOSE_WRITE | _F.MOVED_TO
 _GONE_MASK = _F.DELETE | _F.ONLYDIR
@@ -115,6 +114,9 @@ def config_watch_points(path: str, max_links: int = 40) -> list[tuple[str, str, 
     return list(dict.fromkeys(points))
 
 
+PollHook = Callable[[list[tuple[int, int]], int | None], list[tuple[int, int]]]
+
+
 def _ignore_signal(signum: int, frame: FrameType | None) -> None:
     """The C-level handler already wrote the signal number into the wakeup pipe."""
 
@@ -133,17 +135,19 @@ class EventLoop:
         self._clock = clock
         self._next_tick: float | None = None
         self._poller = select.poll()
+        self._masks: dict[int, int] = {}  # fd -> poll mask, for a ``wait(poll=...)`` hook
         self._roles: dict[int, tuple[str, str]] = {}  # fd -> (role, key)
         self._psi: dict[str, tuple[int, str, str]] = {}  # key -> (fd, path, kind)
         self._polling: set[str] = set()
         self._pidfds: dict[str, tuple[int, int]] = {}  # key -> (fd, pid)
+        self._fds: dict[str, int] = {}  # key -> a caller's fd (watch_fd)
         self._queued: list[Event] = []
         self._wd_watches: dict[int, list[_Watch]] = {}
         self._conn: ProcConnector | None = None
         self._old_wakeup = -1
         self._old_handlers: dict[int, Any] = {}
         self._sig_r = self._sig_w = -1
-        self._ino = inotify_simple.INotify(nonblocking=True)
+        self._ino = inotify.INotify(nonblocking=True)
         self._register(self._ino.fileno(), select.POLLIN, "inotify", "")
         if signals:
             try:
@@ -161,12 +165,9 @@ class EventLoop:
 
     def close(self) -> None:
         """Close every fd, unsubscribe, restore signal handlers. Idempotent."""
-        for key in list(self._psi) + list(self._pidfds) + list(self._polling):
+        for key in list(self._psi) + list(self._pidfds) + list(self._polling) + list(self._fds):
             self.remove(key)
-        if self._conn is not None:
-            self._unregister(self._conn.fileno())
-            self._conn.close()
-            self._conn = None
+        self.disable_proc_events()
         if not self._ino.closed:
             self._unregister(self._ino.fileno())
             self._ino.close()
@@ -182,11 +183,13 @@ class EventLoop:
 
     def _register(self, fd: int, mask: int, role: str, key: str) -> None:
         self._poller.register(fd, mask)
+        self._masks[fd] = mask
         self._roles[fd] = (role, key)
 
     def _unregister(self, fd: int) -> None:
         if self._roles.pop(fd, None) is not None:
             self._poller.unregister(fd)
+            self._masks.pop(fd, None)
 
     def _take_signals(self) -> None:
         self._sig_r, self._sig_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -270,6 +273,12 @@ class EventLoop:
             except OSError:  # EINVAL: the kernel already dropped it
                 pass
 
+    def watch_fd(self, key: str, fd: int) -> None:
+        """Report ``fd-ready`` under ``key`` whenever ``fd`` (owned and read by the
+        caller, e.g. discovery's inotify) is readable; ``remove(key)`` forgets it."""
+        self._register(fd, select.POLLIN, "fd", key)
+        self._fds[key] = fd
+
     def watch_pid(self, key: str, pid: int) -> None:
         """Report ``proc-exit`` under ``key`` once every thread of ``pid`` has exited
         (a pidfd; needs Linux 5.3). Already gone: the event comes on the next wait.
@@ -302,6 +311,17 @@ class EventLoop:
         self._register(self._conn.fileno(), select.POLLIN, "proc", PROC_KEY)
         return ProcEventsInfo(True, "subscribed to cn_proc exit" + (" and fork" if forks else ""))
 
+    def disable_proc_events(self) -> None:
+        """Unsubscribe from the connector: it wakes us on every exit on the host."""
+        if self._conn is not None:
+            self._unregister(self._conn.fileno())
+            self._conn.close()
+            self._conn = None
+
+    @property
+    def proc_events_enabled(self) -> bool:
+        return self._conn is not None
+
     def remove(self, key: str) -> None:
         """Drop everything registered under ``key``; unknown keys are ignored."""
         if key in self._psi:
@@ -309,6 +329,8 @@ class EventLoop:
             self._unregister(fd)
             os.close(fd)
         self._drop_pid(key)
+        if key in self._fds:
+            self._unregister(self._fds.pop(key))
         self._polling.discard(key)
         self._drop_watches(key)
 
@@ -319,9 +341,15 @@ class EventLoop:
             os.close(fd)
 
     # ---------------------------------------------------------------- waiting
-    def wait(self, timeout_s: float | None = None) -> list[Event]:
+    def wait(self, timeout_s: float | None = None, *, poll: PollHook | None = None
+             ) -> list[Event]:
         """Block until something happens or ``timeout_s`` (default: the timer) passes;
         never returns an empty list.
+
+        ``poll`` replaces ``poll(2)`` for the waits (e.g. ``idle.IdleWait``, which
+        samples memory while it waits): it gets every registered ``(fd, mask)`` and
+        the timeout in ms (None: forever) and returns the ready ``(fd, revents)``;
+        returning none before the timeout ends the wait as a ``timeout`` tick.
 
         ``timeout`` is a tick, not "nothing else happened": it is due ``timeout_s``
         after the previous tick (a shorter new ``timeout_s`` pulls it in) and comes
@@ -341,9 +369,13 @@ class EventLoop:
                 timeout_ms = 0
             elif self._next_tick is not None:
                 timeout_ms = math.ceil(max(self._next_tick - self._clock(), 0.0) * 1000)
-            ready = self._poller.poll(timeout_ms)
+            if poll is None or timeout_ms == 0:
+                ready = self._poller.poll(timeout_ms)
+            else:
+                ready = poll(list(self._masks.items()), timeout_ms)
             self._dispatch(ready, out)
-            # poll timed out: the tick is due even if the clock disagrees by a hair
+            # poll timed out (or the hook saw its threshold crossed): the tick is due
+            # even if the clock disagrees by a hair
             timed_out = not ready and timeout_ms is not None and timeout_ms > 0
             if self._next_tick is not None and (timed_out or self._clock() >= self._next_tick):
                 self._next_tick = None
@@ -377,6 +409,8 @@ class EventLoop:
                 self._read_signals(out)
             elif role == "proc":
                 self._read_connector(out)
+            elif role == "fd":
+                out.setdefault(("fd-ready", key), Event("fd-ready", key))
         for key in gone:
             self.remove(key)
 

@@ -10,10 +10,11 @@ is returned as a warning for the caller to log, and the daemon carries on.
 from __future__ import annotations
 
 import errno
+import gc
 import os
 from collections.abc import Callable
 
-from prioomd.syscalls import MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT, mlockall
+from prioomd.syscalls import MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT, malloc_trim, mlockall
 
 OOM_SCORE_ADJ_MIN = -1000  # include/uapi/linux/oom.h
 
@@ -58,5 +59,8 @@ def protect_self(
     proc_root: str = "/proc", *, lock: Callable[[int], None] = mlockall
 ) -> list[str]:
     """Lock our memory and opt out of the kernel's OOM killer; the warnings
-    of whatever did not work (empty when both did)."""
+    of whatever did not work (empty when both did). Start-up garbage is
+    collected and the free heap trimmed first, so none of it stays locked."""
+    gc.collect()
+    malloc_trim()
     return [w for w in (lock_memory(lock), set_oom_score_adj(proc_root)) if w]

@@ -36,7 +36,7 @@ MCL_CURRENT = 1
 MCL_FUTURE = 2
 MCL_ONFAULT = 4  # Linux 4.4
 
-_libc = ctypes.CDLL(None, use_errno=True)
+libc = _libc = ctypes.CDLL(None, use_errno=True)  # also inotify.py's
 _libc.syscall.restype = ctypes.c_long
 
 
@@ -47,6 +47,13 @@ def _raw_syscall(nr: int, *args: int) -> int:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
     return ret
+
+
+def malloc_trim() -> None:
+    """glibc ``malloc_trim(0)``: give the free heap back before it is locked."""
+    trim = getattr(_libc, "malloc_trim", None)  # absent on musl
+    if trim is not None:
+        trim(ctypes.c_size_t(0))
 
 
 def mlockall(flags: int) -> None:

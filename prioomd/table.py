@@ -165,6 +165,9 @@ class PriorityTable:
         # Most specific first; equal specificity in file order.
         self._rules = sorted(config.rules, key=lambda r: (-r.specificity[0],
                                                           -r.specificity[1], r.number))
+        # Discovery may skip cgroups without a use_priority_oom xattr when no rule sets it.
+        self.rules_set_use_priority_oom = any(r.use_priority_oom is not None
+                                              for r in config.rules)
 
     def resolve(self, path: str, xattrs: Mapping[str, bytes], owner_uid: int | None,
                 parent_owner_uid: int | None) -> Resolved:

@@ -22,7 +22,7 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 PRIOOMD_REQUIRE_C=1 .venv/bin/pip install -q --disable-pip-version-check -e ".[daemon,metrics,test,dev]"
-.venv/bin/python -c 'import prioomd._select' \
+.venv/bin/python -c 'import prioomd._select, prioomd._idle' \
     || { echo "setup: the C core did not build" >&2; exit 1; }
 
 # The test kernel is not part of running prioomd: tests/vm/run-suite.sh (called by

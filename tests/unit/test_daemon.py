@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 
 import pytest
 
@@ -168,6 +169,98 @@ def test_a_signalled_victim_that_did_not_exit_closes_the_gate(fake_root, tmp_pat
     assert killer.calls == 1  # the gate waits for the first victim instead
     assert loop.watched == [pids[301]] and d.gate.waiting("/")
     assert d.kills == 0
+
+
+class _MakesADomainLater(EventLoop):
+    """A loop that, on its first wait, makes a cgroup with use_priority_oom and a
+    limit under the running daemon, and records connector subscriptions."""
+
+    def __init__(self, root):
+        super().__init__(signals=False)
+        self.root, self.waits, self.subscribed = root, 0, 0
+
+    def wait(self, timeout_s=None, **kw):
+        self.waits += 1
+        if self.waits == 1:
+            cg = os.path.join(self.root, "B", "late")
+            os.mkdir(cg)
+            for name in ("memory.max", "memory.pressure", "memory.events", "memory.high"):
+                with open(os.path.join(self.root, "B", name)) as src, \
+                        open(os.path.join(cg, name), "w") as dst:
+                    dst.write(src.read() if name != "memory.max" else f"{1 << 30}\n")
+            os.setxattr(cg, trees.UPO, b"1")
+        return super().wait(timeout_s, **kw)
+
+    def enable_proc_events(self, *, forks=False):
+        self.subscribed += 1
+        return super().enable_proc_events(forks=forks)
+
+
+def test_a_domain_made_while_running_is_armed_from_events(fake_root, tmp_path, sleepers):
+    root, proc, _ = _tree(fake_root, sleepers, mem_available_kb=3 * GiB_KB)
+    conf = tmp_path / "prioomd.toml"
+    conf.write_text("[root]\nuse_priority_oom = true\n[audit]\njournal = false\n")
+    loops = []
+
+    def factory():
+        loops.append(_MakesADomainLater(root))
+        return loops[0]
+
+    d = daemon.Daemon(config.load_config(str(conf)), str(conf),
+                      snapshot.Sources(cgroup_root=root, proc_root=proc), dry_run=True,
+                      exit_after_s=1.5, loop_factory=factory, protect=lambda: [])
+    d.run()
+    assert "/B/late" in d.states  # not after a 30 s rescan: from its inotify events
+    # nobody awaited a victim's exit: the connector (every exit on the host) stayed off
+    assert loops[0].subscribed == 0
+
+
+class _CountingLoop(EventLoop):
+    """Counts the waits handed to a poll hook; during the first such wait,
+    ``during_hook`` runs from another thread."""
+
+    def __init__(self, during_hook):
+        super().__init__(signals=False)
+        self.hooked, self.during_hook = 0, during_hook
+
+    def wait(self, timeout_s=None, *, poll=None):
+        self.hooked += poll is not None
+        if self.hooked == 1 and poll is not None:
+            threading.Timer(0.3, self.during_hook).start()
+        return super().wait(timeout_s, poll=poll)
+
+
+def test_plentiful_memory_is_watched_by_the_idle_sampler(fake_root, tmp_path, sleepers):
+    root, proc, pids = _tree(fake_root, sleepers, mem_available_kb=3 * GiB_KB)
+    meminfo = os.path.join(proc, "meminfo")
+    with open(meminfo) as f:
+        text = f.read()
+    short = text.replace(f"MemAvailable:   {3 * GiB_KB:>8} kB", f"MemAvailable:   {100_000:>8} kB")
+    assert short != text and len(short) == len(text)
+
+    def shortage():  # in place, as the kernel's file changes under the sampler's fd
+        fd = os.open(meminfo, os.O_WRONLY)
+        os.pwrite(fd, short.encode(), 0)
+        os.close(fd)
+
+    loops = []
+
+    def factory():
+        loops.append(_CountingLoop(shortage))
+        return loops[0]
+
+    conf = tmp_path / "prioomd.toml"
+    conf.write_text(f'[root]\nuse_priority_oom = true\n[audit]\nfile = "{tmp_path / "a.jsonl"}"'
+                    '\njournal = false\n')
+    d = daemon.Daemon(config.load_config(str(conf)), str(conf),
+                      snapshot.Sources(cgroup_root=root, proc_root=proc), dry_run=True,
+                      exit_after_s=3.0, loop_factory=factory, protect=lambda: [])
+    d.run()
+    loop = loops[0]
+    assert loop.hooked >= 1  # the quiet second went to the sampler, not to Python ticks
+    # ... which handed back when MemAvailable fell: the floor decision was made
+    records = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert [r["victim_pids"] for r in records if r["kind"] == "decision"] == [[pids[301]]]
 
 
 def test_a_symlinked_config_is_reloaded_when_its_link_is_swapped(fake_root, tmp_path, sleepers):
