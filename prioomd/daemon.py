@@ -22,6 +22,7 @@ from prioomd import (
     detect,
     domains,
     kill,
+    lazywalk,
     procfs,
     select,
     selfprotect,
@@ -258,11 +259,15 @@ class Daemon:
             total_pages = snapshot.limit_total_pages(
                 dom.memory_max_bytes or 0, cgroupfs.read_swap_max(dom.cgdir), swap_total,
                 procfs.page_size())
-        snap, warnings = snapshot.take(dom.path, self.table, self.sources, total_pages)
+        # The lazy walk: reads the walked path, not the domain (snapshot.take is for
+        # prioomd tree/audit, the full picture).
+        decision, warnings = lazywalk.decide(
+            dom.path, self.table, self.sources, total_pages,
+            kernel_compat=self.cfg.daemon.kernel_compat,
+            max_candidates=self.cfg.daemon.max_candidates)
         for w in dict.fromkeys(warnings):
             log.debug("%s", w)
-        return select.select_victims(snap, kernel_compat=self.cfg.daemon.kernel_compat,
-                                     max_candidates=self.cfg.daemon.max_candidates)
+        return decision
 
     def _act(self, state: _DomainState, threat: detect.Threat, prev: detect.Sample | None,
              cur: detect.Sample, woke_by: str) -> None:

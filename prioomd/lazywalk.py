@@ -131,7 +131,7 @@ class _Tree:
             self.kids(node)
             assert node.folded is not None
             pids: list[int] = []
-            stack = [node.cgdir, *reversed(node.folded)]
+            stack = [*reversed(node.folded), node.cgdir]
             while stack:
                 cgdir = stack.pop()
                 try:

@@ -156,3 +156,18 @@ def test_a_signalled_victim_that_did_not_exit_closes_the_gate(fake_root, tmp_pat
     assert killer.calls == 1  # the gate waits for the first victim instead
     assert loop.watched == [pids[301]] and d.gate.waiting("/")
     assert d.kills == 0
+
+
+def test_a_decision_reads_only_the_walked_path(fake_root, tmp_path, sleepers, monkeypatch):
+    """The daemon decides with the lazy walk: /proc is read for the processes of
+    the cgroup where the walk stops, not for the whole domain (issue 8)."""
+    root, proc, pids = _tree(fake_root, sleepers, mem_available_kb=3 * GiB_KB)
+    d, _ = _run(root, proc, tmp_path, seconds=0.1,
+                text="[root]\nuse_priority_oom = true\n[daemon]\nmax_candidates = 1\n")
+    read: list[int] = []
+    real = daemon.procfs.read_task
+    monkeypatch.setattr(daemon.procfs, "read_task",
+                        lambda pid, proc_root="/proc": read.append(pid) or real(pid, proc_root))
+    decision = d._decide(d.states["/"].domain)
+    assert [c.pid for c in decision.candidates] == [pids[301]]
+    assert read == [pids[301]]
