@@ -267,6 +267,15 @@ account_skip(Walk *w, int64_t u, int64_t k)
         add_skip(w, u, k);
 }
 
+/* The per-level rule: a qualifying child (priority p, usage u) beats the best so
+ * far (none: best == -1, best_prio the sentinel) by a lower priority, or at equal
+ * priority by a strictly larger usage (equal usage keeps the older sibling). */
+static inline int
+child_beats(int64_t p, int64_t u, int64_t best_prio, int64_t best, const int64_t *usage)
+{
+    return p < best_prio || (p == best_prio && u > usage[best]);
+}
+
 /* mem_cgroup_select_victim_cgroup: descend into the lowest priority. */
 static int64_t
 victim_cgroup(const Walk *w)
@@ -281,19 +290,23 @@ victim_cgroup(const Walk *w)
         int64_t best = -1, best_prio = PRIO_SENTINEL;
         for (int64_t k = w->kid_off[node]; k < w->kid_off[node + 1]; k++) {
             int64_t c = w->kids[k];
-            if (nr[c] <= skip[c] || prio[c] > best_prio)
-                continue;
-            if (prio[c] < best_prio) {
+            if (nr[c] > skip[c] && child_beats(prio[c], usage[c], best_prio, best, usage)) {
                 best = c;
                 best_prio = prio[c];
-                continue;
             }
-            if (usage[c] > usage[best]) /* strict: equal usage keeps the older */
-                best = c;
         }
         node = best;
     }
     return victim;
+}
+
+/* The scan's rule: killable task j beats the pick so far (none: -1) by a higher
+ * badness, at equal badness by a later or equal start (the later in scan order). */
+static inline int
+task_beats(int64_t j, int64_t chosen, const int64_t *bad, const int64_t *start)
+{
+    return chosen == -1 || bad[j] > bad[chosen]
+           || (bad[j] == bad[chosen] && start[j] >= start[chosen]);
 }
 
 /* One mem_cgroup_select_bad_process(): a status, and the pick when STATUS_OK. */
@@ -318,8 +331,7 @@ select_once(Walk *w, Candidate *out)
             int64_t j = w->ptask[i];
             switch (state[j]) {
             case KILLABLE:
-                if (chosen == -1 || bad[j] > bad[chosen]
-                    || (bad[j] == bad[chosen] && start[j] >= start[chosen]))
+                if (task_beats(j, chosen, bad, start))
                     chosen = j;
                 break;
             case UNKILLABLE:
@@ -609,15 +621,10 @@ choose_child_impl(PyObject *Py_UNUSED(module), PyObject *args)
     /* The inner loop of victim_cgroup() over children that all qualify. */
     int64_t best = -1, best_prio = PRIO_SENTINEL;
     for (Py_ssize_t c = 0; c < n; c++) {
-        if (prio[c] > best_prio)
-            continue;
-        if (prio[c] < best_prio) {
+        if (child_beats(prio[c], usage[c], best_prio, best, usage)) {
             best = c;
             best_prio = prio[c];
-            continue;
         }
-        if (usage[c] > usage[best]) /* strict: equal usage keeps the older */
-            best = c;
     }
     result = PyLong_FromLongLong((long long)best);
 done:
@@ -665,9 +672,7 @@ pick_task_impl(PyObject *Py_UNUSED(module), PyObject *args)
             chosen = j;
             break;
         }
-        if (state[j] == KILLABLE
-            && (chosen == -1 || bad[j] > bad[chosen]
-                || (bad[j] == bad[chosen] && start[j] >= start[chosen]))) {
+        if (state[j] == KILLABLE && task_beats(j, chosen, bad, start)) {
             status = STATUS_OK;
             chosen = j;
         }

@@ -4,8 +4,9 @@ One poll loop (events.EventLoop) wakes on PSI triggers, on memory.events of
 cgroup domains, on the config file, on victims' exits, on signals and on the
 adaptive MemAvailable tick. Each wake-up samples the domains that may have
 changed (two small reads for the root); only a domain under threat costs a
-snapshot and a walk. Dry-run takes the same path and stops at the final
-syscall, so its audit records are exactly the kills a live run would make.
+walk, which reads the walked path only (lazywalk.py). Dry-run takes the same
+path and stops at the final syscall, so its audit records are exactly the
+kills a live run would make.
 """
 
 from __future__ import annotations
