@@ -209,7 +209,9 @@ class _Walk:
         self.gone: set[int] = set()  # pids ranked already: gone for the next selections
 
     def _count(self, node: _Node, need: int) -> int:
-        """Processes in node's subtree, counted until there are ``need``."""
+        """Processes in node's subtree, counted until there are ``need``: from
+        cgroup.procs alone, so one that exits meanwhile still counts (as in the
+        kernel until its exit), and the scan of a victim re-checks."""
         total, stack = 0, [node]
         while stack and total < need:
             u = stack.pop()

@@ -1,7 +1,10 @@
-"""Gather what one decision needs into an immutable Snapshot (STYLE §1).
+"""Gather a whole OOM domain into an immutable Snapshot (STYLE §1).
 
-The only module that combines cgroupfs, procfs and the priority table. A
-cgroup or process that vanishes while we read it is left out, never an error.
+What ``prioomd tree`` and ``audit`` show, and the reference the daemon's lazy
+walk (lazywalk.py, which reads only the walked path through ``resolve`` and
+``make_task`` here) is tested against. With lazywalk, the only module that
+combines cgroupfs, procfs and the priority table. A cgroup or process that
+vanishes while we read it is left out, never an error.
 
 Memory controller (spec §1.2): where the hierarchy has the memory controller,
 a cgroup without it is not a node of the walk: its processes count toward the
