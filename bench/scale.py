@@ -52,12 +52,18 @@ SHAPES = [(10, 1), (27, 2), (10, 3), (10, 4), (27, 3)]
 FLAT = 20_000
 
 
-def build(parent: str, fan_out: int, depth: int, rng: random.Random) -> list[str]:
-    """mkdir a complete fan_out-ary tree of the given depth; returns the leaves."""
+def build(parent: str, fan_out: int, depth: int, rng: random.Random,
+          memory: bool) -> list[str]:
+    """mkdir a complete fan_out-ary tree of the given depth; returns the leaves.
+    With ``memory``, every inner cgroup enables the memory controller for its
+    children (else they would be folded into it, spec §1.2)."""
     level = [parent]
     for _ in range(depth):
         nxt = []
         for d in level:
+            if memory:
+                with open(os.path.join(d, "cgroup.subtree_control"), "w") as f:
+                    f.write("+memory")
             for i in range(fan_out):
                 child = os.path.join(d, f"g{i}")
                 os.mkdir(child)
@@ -121,10 +127,7 @@ def goal(private: str, pids: list[int], rng: random.Random, sources: snapshot.So
     try:
         for top, depth, share in ((small, 2, pids[:half]), (big, 3, pids[half:])):
             os.mkdir(top)
-            if memory:
-                with open(os.path.join(top, "cgroup.subtree_control"), "w") as f:
-                    f.write("+memory")
-            move(share, build(top, 27, depth, rng))
+            move(share, build(top, 27, depth, rng, memory))
         domains = [cgroupfs.abs_to_rel(sources.cgroup_root, d) for d in (small, big)]
         ratios, times = [], [[], []]
         for _ in range(pairs):
@@ -192,10 +195,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{'full/lazy':>9}")
         for fan_out, depth in shapes:
             os.mkdir(tree)
-            if memory:
-                with open(os.path.join(tree, "cgroup.subtree_control"), "w") as f:
-                    f.write("+memory")
-            leaves = build(tree, fan_out, depth, rng)
+            leaves = build(tree, fan_out, depth, rng, memory)
             n = sum(fan_out ** k for k in range(1, depth + 1))
             # the flat row: the processes in 1 % of the siblings, the rest empty
             move(pids, leaves[:: 100] if fan_out == args.flat else leaves)
