@@ -100,7 +100,7 @@ def measure(domain: str, sources: snapshot.Sources, tbl: table.PriorityTable,
             total_pages: int, repeat: int, full_repeat: int) -> tuple[float, float | None]:
     """Best lazy and full times; full_repeat 0 skips the full walk (None)."""
     def lazy() -> tuple[str, int]:
-        d, _ = lazywalk.decide(domain, tbl, sources, total_pages, max_candidates=5)
+        d, _, _ = lazywalk.decide(domain, tbl, sources, total_pages, max_candidates=5)
         return d.candidates[0].victim_cgroup, d.candidates[0].pid
 
     def full() -> tuple[str, int]:

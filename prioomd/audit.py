@@ -17,6 +17,13 @@ Journal entries carry a fixed MESSAGE_ID per record kind, so that
 Every scalar field of the record becomes ``PRIOOMD_<NAME>`` (booleans as
 "true"/"false", lists of scalars space-separated), except ``ts``: the journal
 has its own timestamp.
+
+Names are tenants' text. The human line (the log line and the journal's MESSAGE)
+escapes them (``textsafe.show``: one line, no control characters); the JSON line
+and the ``PRIOOMD_*`` fields keep the raw value. A byte of a name that is not
+UTF-8 (read with surrogateescape) is, in the JSON line, the lone surrogate
+``\\udcNN`` (NN the byte: ``json.loads(line)[k].encode("utf-8", "surrogateescape")``
+gives the name's bytes back) and, in the journal, that raw byte.
 """
 
 from __future__ import annotations
@@ -28,11 +35,14 @@ import logging
 import math
 import os
 import re
+import stat
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from prioomd.model import Decision, KillResult
+from prioomd.textsafe import show
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +50,7 @@ DECISION_MESSAGE_ID = "704e54b2a03b4c80bd52c117ffcac056"
 MISS_MESSAGE_ID = "2c55840d0f4f4101ba591ed5c2852673"
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 MAX_RUNNERS_UP = 10  # candidates listed per record: enough to explain a fall-through
+FILE_ERROR_REPEAT_S = 60.0  # a failing audit file is reported at most this often
 
 AuditRecord = dict[str, Any]
 JournalSend = Callable[..., object]
@@ -172,7 +183,11 @@ def _numbers_of(record: Mapping[str, Any]) -> str:
 
 
 def format_message(record: Mapping[str, Any]) -> str:
-    """The human one-liner: victim, numbers with units, rule and reason."""
+    """The human one-liner: victim, numbers with units, rule and reason; escaped."""
+    return show(_message(record))
+
+
+def _message(record: Mapping[str, Any]) -> str:
     nums = _numbers_of(record)
     dry = " (dry-run)" if record.get("dry_run") else ""
     if record["kind"] == "miss":
@@ -209,19 +224,33 @@ def priority(record: Mapping[str, Any]) -> int:
     return _PRIORITY.get(key, LOG_INFO)
 
 
-def _journal_value(value: Any) -> str | None:
+def _journal_value(value: Any) -> str | bytes | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str | int | float):
-        return str(value)
+        return _raw(str(value))
     if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
-        return " ".join(str(v) for v in value)
+        return _raw(" ".join(str(v) for v in value))
     return None  # None, and nested values: those live in the JSON line
 
 
-def journal_fields(record: Mapping[str, Any]) -> dict[str, str]:
+def _raw(text: str) -> str | bytes:
+    """Text as the journal takes it: bytes where a name held bytes that are not
+    UTF-8 (surrogateescape), which a str field could not carry."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", errors="surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that no byte decodes to: not a kernel name
+        return text.encode("utf-8", errors="backslashreplace")
+
+
+def journal_fields(record: Mapping[str, Any]) -> dict[str, str | bytes]:
     """MESSAGE, MESSAGE_ID, PRIORITY and one PRIOOMD_<NAME> per scalar field."""
-    fields = {
+    fields: dict[str, str | bytes] = {
         "MESSAGE": format_message(record),
         "MESSAGE_ID": MISS_MESSAGE_ID if record["kind"] == "miss" else DECISION_MESSAGE_ID,
         "PRIORITY": str(priority(record)),
@@ -261,7 +290,13 @@ def stderr_is_journal(environ: Mapping[str, str] | None = None, fd: int = 2) -> 
 class AuditSink:
     """Where records go: the JSON-lines file (``path`` None: none), journald
     (``journal_send`` None: none) and the log. When the journal gets the entry
-    and stderr is the journal too, the log line drops to debug (no duplicates)."""
+    and stderr is the journal too, the log line drops to debug (no duplicates).
+
+    A record reaches the file whole or not at all: one write per line, and a short
+    write (a full disk) is cut off again, so the file stays one JSON value per
+    line. A failing file (ENOSPC, EIO...) is reported at most once a minute
+    (``clock``: monotonic seconds); ``lost`` counts the records it missed, which
+    still went to the journal and the log."""
 
     def __init__(
         self,
@@ -270,14 +305,19 @@ class AuditSink:
         journal_send: JournalSend | None = None,
         fsync: bool = False,
         stderr_is_journal: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.path = path
         self._send = journal_send
         self._fsync = fsync
         self._quiet_log = journal_send is not None and stderr_is_journal
+        self._clock = clock
         self._fd: int | None = None
         self._file_id: tuple[int, int] | None = None
-        self._last_error = ""
+        self._newline_first = False  # the file ends in a torn line: start a new one
+        self._failing_since_lost = 0  # lost when the current run of failures began
+        self._quiet_until: float | None = None  # None: the file is not failing
+        self.lost = 0
 
     def emit(self, record: AuditRecord) -> None:
         if self.path is not None:
@@ -291,7 +331,7 @@ class AuditSink:
         log.log(logging.DEBUG if self._quiet_log else level, "%s", format_message(record))
         for c in record.get("candidates", ()):
             log.debug("  runner-up #%d: pid %d (%s) in %s, badness %d, rss %s: %s",
-                      c["rank"], c["pid"], c["comm"], c["cgroup"], c["badness"],
+                      c["rank"], c["pid"], show(c["comm"]), show(c["cgroup"]), c["badness"],
                       _human_bytes(c["rss_bytes"]), c["outcome"] or "not tried")
 
     def close(self) -> None:
@@ -304,17 +344,35 @@ class AuditSink:
         try:
             data = (json.dumps(record, allow_nan=False, separators=(",", ":")) + "\n").encode()
             fd = self._open(self.path)
-            if os.write(fd, data) != len(data):  # one write per record: appends stay whole
-                raise OSError(errno.ENOSPC, "short write (disk full?)")
+            if self._newline_first:
+                data = b"\n" + data
+            _write_whole(fd, data)
+            self._newline_first = False
             if self._fsync:
                 os.fsync(fd)
-            self._last_error = ""
         except (OSError, ValueError) as exc:
             self.close()
-            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            level = logging.DEBUG if why == self._last_error else logging.WARNING
-            log.log(level, "audit file %s not written: %s (carrying on)", self.path, why)
-            self._last_error = why
+            self.lost += 1
+            self._file_failed(exc)
+            return
+        if self._quiet_until is not None:
+            log.warning("audit file %s written again; %d record(s) missing from it went "
+                        "to the journal and the log only", self.path,
+                        self.lost - self._failing_since_lost)
+            self._quiet_until = None
+
+    def _file_failed(self, exc: Exception) -> None:
+        now = self._clock()
+        if self._quiet_until is None:
+            self._failing_since_lost = self.lost - 1
+        elif now < self._quiet_until:
+            log.debug("audit file %s not written: %s", self.path, exc)
+            return
+        self._quiet_until = now + FILE_ERROR_REPEAT_S
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        log.warning("audit file %s not written: %s (%d record(s) missing so far; carrying "
+                    "on, the journal and the log still get them; next report in %.0f s)",
+                    self.path, why, self.lost - self._failing_since_lost, FILE_ERROR_REPEAT_S)
 
     def _open(self, path: str) -> int:
         """The open fd; reopened when the file was rotated or removed meanwhile."""
@@ -333,4 +391,32 @@ class AuditSink:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
             st = os.fstat(fd)
             self._fd, self._file_id = fd, (st.st_dev, st.st_ino)
+            self._newline_first = stat.S_ISREG(st.st_mode) and _ends_torn(path, st.st_size)
         return self._fd
+
+
+def _write_whole(fd: int, data: bytes) -> None:
+    """Append ``data`` in one write, or leave the file as it was: a short write
+    (the disk filled up mid-record) is truncated away again."""
+    before = os.lseek(fd, 0, os.SEEK_END)
+    written = os.write(fd, data)
+    if written == len(data):
+        return
+    try:
+        os.ftruncate(fd, before)
+        undone = "undone"
+    except OSError as exc:  # the next open sees the torn line and starts a new one
+        undone = f"not undone: {exc.strerror}"
+    raise OSError(errno.ENOSPC, f"short write, {written} of {len(data)} bytes ({undone})")
+
+
+def _ends_torn(path: str, size: int) -> bool:
+    """True when the file's last byte is not a newline (a torn last record)."""
+    if size <= 0:
+        return False
+    try:
+        with open(path, "rb") as f:
+            f.seek(size - 1)
+            return f.read(1) not in (b"\n", b"")
+    except OSError:
+        return False

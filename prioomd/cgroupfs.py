@@ -182,12 +182,16 @@ def _unescape_mount_field(field: str) -> str:
 
 
 def cgroup2_mounts(mounts_text: str) -> list[str]:
-    """Every cgroup2 mount point of a /proc/self/mounts text, in mount order."""
+    """Every cgroup2 mount point of a /proc/self/mounts text, in mount order.
+
+    Fields are separated by one space: the kernel escapes only space, tab, newline
+    and backslash in a path (mangle()), so other whitespace (\\x1c..\\x1f, \\v,
+    U+00A0 ...) that ``str.split()`` would split on belongs to the path."""
     found = []
     for line in mounts_text.split("\n"):
-        fields = line.split()
-        if not fields:
+        if not line:
             continue
+        fields = line.split(" ")
         if len(fields) < 3:
             raise ValueError(f"mounts: expected 'source target fstype ...', got {line!r}")
         if fields[2] == "cgroup2":
@@ -287,6 +291,12 @@ def read_procs(cgdir: str) -> list[int]:
         if exc.errno == errno.EOPNOTSUPP:
             return []
         raise
+
+
+def read_threads(cgdir: str) -> list[int]:
+    """``cgroup.threads``: the threads (tids) attached to exactly this cgroup; unlike
+    cgroup.procs, readable in threaded cgroups too."""
+    return parse_procs(_read_text(os.path.join(cgdir, "cgroup.threads")))
 
 
 def read_usage_bytes(cgdir: str) -> int:
@@ -487,7 +497,7 @@ def default_cgroup_root(mounts_path: str = "/proc/self/mounts") -> str:
     mount (unified hosts), else the first cgroup2 mount (hybrid hosts:
     ``/sys/fs/cgroup/unified``). NoCgroup2Mount when there is none."""
     with open(mounts_path, "rb") as f:
-        mounts = cgroup2_mounts(f.read().decode("utf-8", errors="replace"))
+        mounts = cgroup2_mounts(os.fsdecode(f.read()))
     if "/sys/fs/cgroup" in mounts:
         return "/sys/fs/cgroup"
     if mounts:

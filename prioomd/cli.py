@@ -8,20 +8,43 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TextIO
 
-from prioomd import __version__, cgroupfs, config, procfs, render, select, snapshot, table
+from prioomd import (
+    __version__,
+    cgroupfs,
+    config,
+    domains,
+    procfs,
+    render,
+    select,
+    snapshot,
+    table,
+)
 from prioomd.errors import ConfigError, PrioomdError, Vanished
 from prioomd.model import Decision, Snapshot
+from prioomd.textsafe import EscapingFormatter, show
 
 log = logging.getLogger("prioomd")
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+
+
+class UsageError(ValueError):
+    """A bad command-line argument: exit 2."""
+
+
+def _print(line: str, file: TextIO | None = None) -> None:
+    """Print one line, escaped (textsafe): what the CLI prints names tenants'
+    cgroups and processes. JSON output is ASCII already: left as it is."""
+    print(show(line), file=file)
 
 
 @dataclass(frozen=True)
@@ -51,14 +74,22 @@ def load_context(args: argparse.Namespace) -> Context:
     return Context(cfg, note, table.PriorityTable(cfg), sources)
 
 
-def enabled_domains(ctx: Context, whole: Snapshot) -> list[Decision]:
-    """The decision each OOM domain with use_priority_oom on would take now."""
+def enabled_domains(ctx: Context, whole: Snapshot
+                    ) -> tuple[list[Decision], list[tuple[str, str]]]:
+    """The decision each OOM domain would take now, and (path, why) of each cgroup
+    with use_priority_oom on that is no domain. A domain is what the daemon watches
+    (``domains.why_not_a_domain``): the root, or a cgroup with a memory.max."""
     page_size = procfs.page_size()
     meminfo = procfs.read_meminfo(ctx.sources.proc_root)
     swap_total = meminfo.get("SwapTotal", 0)
     decisions = []
+    not_domains = []
     for i, node in enumerate(whole.nodes):
-        if not node.use_priority_oom.value:
+        why_not = domains.why_not_a_domain(node.path, bool(node.use_priority_oom.value),
+                                           node.memory_max_bytes)
+        if why_not is not None:
+            if node.use_priority_oom.value:
+                not_domains.append((node.path, why_not))
             continue
         if i == 0:
             sub = whole
@@ -70,7 +101,7 @@ def enabled_domains(ctx: Context, whole: Snapshot) -> list[Decision]:
         decisions.append(select.select_victims(
             sub, kernel_compat=ctx.cfg.daemon.kernel_compat,
             max_candidates=ctx.cfg.daemon.max_candidates))
-    return decisions
+    return decisions, not_domains
 
 
 def _take_whole(ctx: Context) -> Snapshot:
@@ -94,6 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Imported here: the one-shot commands need none of the daemon's machinery
     # (the daemon itself imports everything before it starts watching).
     from prioomd.daemon import Daemon
+    from prioomd.guard import default_runtime_dir
 
     ctx = load_context(args)
     cfg = ctx.cfg
@@ -102,51 +134,57 @@ def cmd_run(args: argparse.Namespace) -> int:
     config_path = args.config or (config.DEFAULT_CONFIG_PATH
                                   if os.path.exists(config.DEFAULT_CONFIG_PATH) else None)
     log.info("%s; cgroup root %s", ctx.config_note, ctx.sources.cgroup_root)
+    runtime_dir = args.runtime_dir if args.runtime_dir is not None else default_runtime_dir()
     return Daemon(cfg, config_path, ctx.sources, dry_run=args.dry_run,
-                  exit_after_s=args.exit_after).run()
+                  exit_after_s=args.exit_after, runtime_dir=runtime_dir or None).run()
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     if args.file:
         args.config = args.file
     cfg, note = load_settings(args)
-    print(f"{note}: valid ({len(cfg.rules)} cgroup rules, root "
-          f"use_priority_oom {'on' if cfg.root.use_priority_oom else 'off'})")
+    _print(f"{note}: valid ({len(cfg.rules)} cgroup rules, root "
+           f"use_priority_oom {'on' if cfg.root.use_priority_oom else 'off'})")
     return EXIT_OK
 
 
 def cmd_tree(args: argparse.Namespace) -> int:
     ctx = load_context(args)
     whole = _take_whole(ctx)
-    decisions = enabled_domains(ctx, whole)
-    header = _header(ctx)
+    decisions, not_domains = enabled_domains(ctx, whole)
+    header = {**_header(ctx),
+              "not_domains": [{"path": p, "reason": why} for p, why in not_domains]}
     if args.json:
-        print(json.dumps(render.tree_json(whole, decisions, header)))
+        _print(json.dumps(render.tree_json(whole, decisions, header)))
         return EXIT_OK
     mem = ("memory controller present" if header["memory_controller"] else
            "no memory controller here: usage counts as 0, priorities still decide")
     lines = [f"cgroup root {ctx.sources.cgroup_root} ({mem}); {ctx.config_note}; "
              f"{select.backend_description()}"]
-    print(render.tree_text(whole, decisions, lines))
+    print(render.tree_text(whole, decisions, lines))  # escaped line by line by render
+    for path, why in not_domains:
+        _print(f"{path}: {why}")
     return EXIT_OK
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
     if not args.once:
-        print("prioomd audit: only --once is available here; for continuous auditing run "
-              "`prioomd run --dry-run`", file=sys.stderr)
+        _print("prioomd audit: only --once is available here; for continuous auditing run "
+               "`prioomd run --dry-run`", file=sys.stderr)
         return EXIT_CONFIG
     ctx = load_context(args)
-    decisions = enabled_domains(ctx, _take_whole(ctx))
+    decisions, not_domains = enabled_domains(ctx, _take_whole(ctx))
+    for path, why in not_domains:  # on stderr with --json: stdout has only decisions
+        _print(f"{path}: {why}", file=sys.stderr if args.json else sys.stdout)
     for d in decisions:
         if args.json:
-            print(json.dumps(render.decision_record(d)))
+            _print(json.dumps(render.decision_record(d)))
         else:
-            print(f"domain {d.domain}: {d.outcome}: {d.reason}")
+            _print(f"domain {d.domain}: {d.outcome}: {d.reason}")
             for rank, c in enumerate(d.candidates[1:], start=2):
-                print(f"  then #{rank}: {c.victim_cgroup} pid {c.pid} ({c.comm})")
+                _print(f"  then #{rank}: {c.victim_cgroup} pid {c.pid} ({c.comm})")
     if not decisions and not args.json:
-        print("no OOM domain has use_priority_oom on: nothing to audit")
+        _print("no OOM domain has use_priority_oom on: nothing to audit")
     return EXIT_OK
 
 
@@ -156,8 +194,8 @@ def _existing_cgroup(ctx: Context, arg: str, command: str) -> tuple[str, str] | 
     cgdir = snapshot.abs_dir(ctx.sources, path)
     if os.path.isdir(cgdir):
         return path, cgdir
-    print(f"prioomd {command}: no cgroup {path} under {ctx.sources.cgroup_root}",
-          file=sys.stderr)
+    _print(f"prioomd {command}: no cgroup {path} under {ctx.sources.cgroup_root}",
+           file=sys.stderr)
     return None
 
 
@@ -171,16 +209,19 @@ def cmd_explain(args: argparse.Namespace) -> int:
     xattrs = cgroupfs.read_xattrs(cgdir, table.ALL_XATTRS)
     lines = ctx.table.explain(path, xattrs, cgroupfs.owner_uid(cgdir),
                               cgroupfs.owner_uid(parent) if parent else None)
-    print(f"{path}:")
+    _print(f"{path}:")
     for line in lines:
-        print(f"  {line}")
-    whole = _take_whole(ctx)
-    for d in enabled_domains(ctx, whole):
+        _print(f"  {line}")
+    decisions, not_domains = enabled_domains(ctx, _take_whole(ctx))
+    for other, why in not_domains:
+        if other == path:
+            _print(f"{path}: {why}")
+    for d in decisions:
         if not (path == d.domain or path.startswith(d.domain.rstrip("/") + "/")):
             continue
         on_walk = path in d.walk
-        print(f"domain {d.domain}: {d.outcome}; the walk "
-              f"{'passes through' if on_walk else 'does not reach'} {path}: {d.reason}")
+        _print(f"domain {d.domain}: {d.outcome}; the walk "
+               f"{'passes through' if on_walk else 'does not reach'} {path}: {d.reason}")
     return EXIT_OK
 
 
@@ -202,28 +243,29 @@ def cmd_set(args: argparse.Namespace) -> int:
             writes.append((table.XATTR_USE_PRIORITY_OOM,
                            table.validate_xattr_value(table.XATTR_USE_PRIORITY_OOM, flag)))
     except ValueError as exc:
-        print(f"prioomd set: {exc}", file=sys.stderr)
+        _print(f"prioomd set: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if not writes:
-        print("prioomd set: nothing to set (give --priority and/or --use-priority-oom)",
-              file=sys.stderr)
+        _print("prioomd set: nothing to set (give --priority and/or --use-priority-oom)",
+               file=sys.stderr)
         return EXIT_CONFIG
     for name, value in writes:
         try:
             cgroupfs.write_xattr(cgdir, name, value)
         except OSError as exc:
-            print(f"prioomd set: cannot write {name} on {cgdir}: {exc.strerror}",
-                  file=sys.stderr)
+            _print(f"prioomd set: cannot write {name} on {cgdir}: {exc.strerror}",
+                   file=sys.stderr)
             return EXIT_FAILURE
-        print(f"{path}: {name} = {value.decode()}")
+        _print(f"{path}: {name} = {value.decode()}")
     return EXIT_OK
 
 
 def _norm(path: str) -> str:
-    path = "/" + path.strip("/")
-    if ".." in path.split("/"):
-        raise ConfigError(f"cgroup path {path!r} must not contain '..'")
-    return path
+    """The canonical cgroup path of a CGROUP argument: "a//b/" and "/a/./b" are "/a/b"."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UsageError(f"cgroup path {path!r} must not contain '..'")
+    return "/" + "/".join(parts)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -252,9 +294,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JSON lines audit file (default: [audit] file; '' for none)")
     s.add_argument("--exit-after", type=float, metavar="SECONDS",
                    help="stop after this long (smoke tests, demos)")
+    s.add_argument("--runtime-dir", metavar="DIR",
+                   help="where guard mode keeps the administrator's memory.high across a "
+                   "crash (default: $RUNTIME_DIRECTORY, else /run/prioomd; '' for none)")
     s.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("check-config", parents=[common], help="validate the config; exit 0 or 2")
+    s = sub.add_parser("check-config", parents=[common],
+                       help="validate the config with every check run and reload make; "
+                            "exit 0 or 2")
     s.add_argument("file", nargs="?", help="the config file (same as --config)")
     s.set_defaults(func=cmd_check_config)
     s = sub.add_parser("tree", parents=[common],
@@ -279,16 +326,32 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _tolerant_output() -> None:
+    """Never die of an unencodable character: a cgroup name is bytes (non-UTF-8
+    names arrive surrogate-escaped) and stdout may be strict UTF-8 or ASCII."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _tolerant_output()
     parser = build_parser()
     args = parser.parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(EscapingFormatter("prioomd: %(levelname)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="prioomd: %(levelname)s: %(message)s", stream=sys.stderr)
+                        handlers=[handler])
     try:
         return int(args.func(args))
+    except UsageError as exc:
+        _print(f"prioomd {args.command}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except ConfigError as exc:
-        print(f"prioomd: config error: {exc}", file=sys.stderr)
+        first, *more = str(exc).split("\n")  # one problem per line (config.py)
+        for line in [f"prioomd: config error: {first}", *more]:
+            _print(line, file=sys.stderr)
         return EXIT_CONFIG
     except (PrioomdError, OSError) as exc:
-        print(f"prioomd: {exc}", file=sys.stderr)
+        _print(f"prioomd: {exc}", file=sys.stderr)
         return EXIT_FAILURE

@@ -28,14 +28,14 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from prioomd.errors import ConfigError
-from prioomd.glob import compile_glob, is_exact, literal_prefix
+from prioomd.glob import Glob, compile_glob, is_exact, literal_prefix
 from prioomd.options import (
     Check,
     KeyInfo,
@@ -45,15 +45,26 @@ from prioomd.options import (
     option,
     show_value,
 )
-from prioomd.sections import AuditConfig, DetectConfig, GuardConfig, KillConfig
+from prioomd.sections import (
+    BUILDERS,
+    AuditConfig,
+    DetectConfig,
+    GuardConfig,
+    KillConfig,
+    MetricsConfig,
+)
+from prioomd.textsafe import show
 
 DEFAULT_CONFIG_PATH = "/etc/prioomd/prioomd.toml"
 BUILTIN_SOURCE = "built-in defaults"  # Config.source when no file was read
 MAX_PRIORITY = 12  # MEMCG_OOM_PRIORITY, spec §1.1
 RULES_KEY = "cgroup"  # the [[cgroup]] array of tables
+# Far above any real file (10^4 rules are ~1 MiB); a bound on what a reload reads.
+MAX_CONFIG_BYTES = 16 << 20
 
 PRIORITY = Check(lambda v: 0 <= v <= MAX_PRIORITY, f"0..{MAX_PRIORITY}")
-ABSOLUTE_PATH = Check(lambda v: v.startswith("/"), 'starting with "/"')
+ABSOLUTE_PATH = Check(lambda v: v.startswith("/") and "\0" not in v,
+                      'starting with "/", without NUL characters')
 
 
 # --- the sections (declared with prioomd.options) ---------------------------------
@@ -128,6 +139,7 @@ SECTIONS: dict[str, type] = {
     "kill": KillConfig,
     "guard": GuardConfig,
     "audit": AuditConfig,
+    "metrics": MetricsConfig,
 }
 _SECTION_KEYS = {name: keys_of(cls, name) for name, cls in SECTIONS.items()}
 _RULE_KEYS = keys_of(_RuleKeys, f"[{RULES_KEY}]")
@@ -154,7 +166,7 @@ class Rule:
     path: str  # the glob as written
     priority: int | None
     use_priority_oom: bool | None
-    regex: re.Pattern[str] = field(repr=False, compare=False)
+    glob: Glob = field(repr=False, compare=False)
 
     @classmethod
     def make(cls, number: int, path: str, priority: int | None = None,
@@ -177,7 +189,7 @@ class Rule:
         return f"[[{RULES_KEY}]] #{self.number} (path {show_value(self.path)})"
 
     def matches(self, cgroup_path: str) -> bool:
-        return self.regex.fullmatch(cgroup_path) is not None
+        return self.glob.matches(cgroup_path)
 
     def get(self, key: str) -> int | bool | None:
         value: int | bool | None = getattr(self, key)
@@ -199,6 +211,7 @@ class Config:
     kill: KillConfig = field(default_factory=KillConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     rules: tuple[Rule, ...] = ()
 
 
@@ -214,8 +227,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     explicit = path is not None
     name = os.fspath(path) if path is not None else DEFAULT_CONFIG_PATH
     try:
-        with open(name, "rb") as f:
-            raw = f.read()
+        raw = _read_regular(name)
     except FileNotFoundError:
         if not explicit:
             return Config()
@@ -230,11 +242,45 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     return parse_config(text, name)
 
 
+def _read_regular(name: str) -> bytes:
+    """The bytes of a regular file (symlinks followed); ConfigError for anything else.
+
+    Opened non-blocking, so that a FIFO cannot hang ``check-config`` or a reload before
+    fstat() shows what it is; a device or a directory is refused the same way."""
+    fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{name}: not a regular file ({_file_kind(st.st_mode)}): the "
+                              "configuration must be a regular file (or a symlink to one)")
+        if st.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{name}: {st.st_size} bytes: a configuration file is at most "
+                              f"{MAX_CONFIG_BYTES} bytes")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read(MAX_CONFIG_BYTES + 1)
+    finally:
+        os.close(fd)
+
+
+def _file_kind(mode: int) -> str:
+    for test, word in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return word
+    return "not a file"
+
+
 def parse_config(text: str, source: str) -> Config:
     """Validate TOML text; ``source`` names it in messages. Raises ConfigError."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise ConfigError(f"{source}: invalid TOML: arrays or inline tables nested too "
+                          "deeply") from None
+    except ValueError as exc:  # an integer past Python's 4300-digit conversion limit
         raise ConfigError(f"{source}: invalid TOML: {exc}") from None
     problems: list[str] = []
     sections: dict[str, Any] = {}
@@ -251,8 +297,10 @@ def parse_config(text: str, source: str) -> Config:
             problems.append(f"{source}: {_unknown_top_level(key, value)}")
     if not problems:
         problems.extend(_rule_conflicts(rules, source))
+        problems.extend(_runtime_problems(sections, source))
     if problems:
-        raise ConfigError("\n".join(problems))
+        # One line per problem: a key can hold a newline (a quoted TOML key).
+        raise ConfigError("\n".join(show(p) for p in problems))
     return Config(source=source, rules=tuple(rules), **sections)
 
 
@@ -260,6 +308,27 @@ def _build_section(cls: type, table: Mapping[str, Any], section: str, source: st
                    problems: list[str]) -> Any:
     values = check_table(table, _SECTION_KEYS[section], f"[{section}]", source, problems)
     return cls(**values)
+
+
+def _runtime_problems(sections: Mapping[str, Any], source: str) -> list[str]:
+    """Relations between keys, then every runtime object the daemon builds from a
+    section (``sections.BUILDERS``): what they refuse would crash ``run`` or a reload."""
+    problems = []
+    for name, cls in SECTIONS.items():
+        built = sections.get(name, cls())
+        for rel in getattr(cls, "RELATIONS", ()):
+            lesser, greater = getattr(built, rel.lesser), getattr(built, rel.greater)
+            if lesser > greater:
+                problems.append(f"{source}: [{name}] {rel.lesser} = {show_value(lesser)}: must be "
+                                f"<= {rel.greater} ({show_value(greater)}): {rel.why}")
+        if problems:
+            continue
+        for build in BUILDERS.get(name, ()):
+            try:
+                build(built)
+            except ValueError as exc:
+                problems.append(f"{source}: [{name}]: {exc}")
+    return problems
 
 
 def _build_rules(value: Any, source: str, problems: list[str]) -> list[Rule]:

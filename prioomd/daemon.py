@@ -13,26 +13,30 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from prioomd import (
     audit,
     cgroupfs,
+    cgroupns,
     config,
     detect,
     domains,
+    guard,
     kill,
     lazywalk,
+    metrics,
     procfs,
     select,
     selfprotect,
     snapshot,
     table,
 )
+from prioomd.contain import Containment
 from prioomd.errors import ConfigError, Vanished
 from prioomd.events import Event, EventLoop
-from prioomd.gate import PostActionGate
 from prioomd.model import Decision, KillResult
 from prioomd.notify import Notifier
 
@@ -41,6 +45,11 @@ log = logging.getLogger(__name__)
 CONFIG_KEY = "config"
 RESCAN_S = 30.0  # new cgroups with use_priority_oom are found within this
 QUIET_REPEAT_S = 30.0  # a domain with nothing to kill is reported at most this often
+ERROR_BACKOFF_S = 0.1  # after the loop itself failed: no busy spin on a persistent error
+# A victim that left its cgroup between the walk and the kill makes the ranking stale:
+# decide again, at most this many times per event (a process hopping between cgroups
+# faster than a walk must not keep the daemon in this loop; the next event retries).
+MOVED_REDECISIONS = 3
 
 
 @dataclass
@@ -57,6 +66,7 @@ class Daemon:
                  *, dry_run: bool, exit_after_s: float | None = None,
                  notifier: Notifier | None = None,
                  loop_factory: Callable[[], EventLoop] = EventLoop,
+                 runtime_dir: str | None = None,
                  protect: Callable[[], list[str]] = selfprotect.protect_self) -> None:
         self.cfg = cfg
         self.config_path = config_path
@@ -67,37 +77,57 @@ class Daemon:
         self._loop_factory = loop_factory
         self._protect = protect
         self.table = table.PriorityTable(cfg)
-        self.gate = PostActionGate(delay_s=cfg.detect.post_action_delay_s,
-                                   stuck_victim_s=max(30.0, cfg.detect.post_action_delay_s))
-        self.guard = domains.Guard(cfg.detect.cgroup_thresholds())
+        self.gate = cfg.detect.post_action_gate()
+        self.guard = guard.Guard(cfg.detect.cgroup_thresholds(), runtime_dir)
         self.sink = audit.AuditSink(cfg.audit.file or None,
                                     journal_send=audit.journal_sender() if cfg.audit.journal
                                     else None,
                                     stderr_is_journal=audit.stderr_is_journal())
+        # Our own cgroup in the host's tree (private cgroup namespaces, our own pod).
+        self.where = cgroupns.locate_self(sources.cgroup_root, sources.proc_root)
         self.killer = self._make_killer()
+        self.dying = cfg.kill.dying_watch()
         self.states: dict[str, _DomainState] = {}
         self.kills = 0
+        self._contained = Containment(sources.clock)  # per event: bugs never end the loop
         self._stopping = False
         self._started_at = 0.0
         self._next_rescan = 0.0
+        self._config_watched = False
         self._victims: dict[str, int] = {}  # watch key -> pid of a victim not yet gone
         self.loop: EventLoop | None = None
+        self.metrics: metrics.Metrics | metrics.NullMetrics = metrics.NULL
 
     # ------------------------------------------------------------ set-up
     def _make_killer(self) -> kill.Killer:
         floor = self.cfg.detect.mem_available_floor_pct
 
         def grace_allowed() -> bool:  # a SIGTERM grace only while above the floor
-            s = domains.sample_root(self.sources.proc_root, self.sources.clock)
+            try:
+                s = domains.sample_root(self.sources.proc_root, self.sources.clock)
+            except (OSError, ValueError, Vanished) as exc:  # no numbers: no grace
+                log.warning("no SIGTERM grace: cannot read memory: %s", exc)
+                return False
             return s.mem_available_bytes * 100 >= s.mem_total_bytes * floor
 
-        policy = kill.KillPolicy(sigterm_grace_s=self.cfg.kill.sigterm_grace_s,
-                                 grace_only_if=grace_allowed,
-                                 confirm_timeout_s=self.cfg.kill.confirm_timeout_s,
-                                 mrelease=self.cfg.kill.mrelease)
         return kill.Killer(self.sources.cgroup_root, proc_root=self.sources.proc_root,
                            clock=self.sources.clock, dry_run=self.dry_run,
-                           protected_pids={1, os.getpid()}, policy=policy)
+                           protected_pids={1, os.getpid()},
+                           policy=self.cfg.kill.kill_policy(grace_only_if=grace_allowed),
+                           keepalive=lambda: self.notifier.watchdog(),
+                           cgroupns_root=self.where.ns_root if self.where else "/")
+
+    def _watch_config(self, loop: EventLoop) -> bool:
+        """Watch the config file's directory; False while it does not exist."""
+        if not self.config_path:
+            return False
+        try:
+            loop.watch_config(CONFIG_KEY, self.config_path)
+        except OSError as exc:
+            log.debug("config %s not watched: %s", self.config_path, exc)
+            return False
+        self._config_watched = True
+        return True
 
     def _arm(self, loop: EventLoop) -> None:
         """Discover the enabled domains and arm a wake-up source for each."""
@@ -108,16 +138,14 @@ class Daemon:
         for path in list(self.states):
             if path not in wanted or wanted[path] != self.states[path].domain:
                 self._disarm(loop, path)
-        d_cfg = self.cfg.detect
+        stall_us, window_us = self.cfg.detect.psi_trigger_us()
         for path, dom in wanted.items():
             if path in self.states:
                 continue
             pressure = (os.path.join(self.sources.proc_root, "pressure", "memory")
                         if dom.is_root else os.path.join(dom.cgdir, "memory.pressure"))
             try:
-                info = loop.add_psi_trigger(f"psi:{path}", pressure, "some",
-                                            d_cfg.trigger_stall_ms * 1000,
-                                            d_cfg.trigger_window_ms * 1000)
+                info = loop.add_psi_trigger(f"psi:{path}", pressure, "some", stall_us, window_us)
                 if info.warning:
                     log.warning("%s: %s", path, info.warning)
                 if not dom.is_root:
@@ -145,9 +173,13 @@ class Daemon:
 
     def _self_test(self) -> None:
         """One full decision per domain in dry-run: proves paths and permissions."""
-        for state in self.states.values():
+        for state in list(self.states.values()):
             t0 = self.sources.clock()
-            decision = self._decide(state.domain)
+            try:
+                decision = self._decide(state.domain)
+            except (Vanished, OSError, ValueError) as exc:  # gone since discovery: a skip
+                log.info("self-test %s skipped: %s", state.domain.path, exc)
+                continue
             took_ms = (self.sources.clock() - t0) * 1000
             first = decision.candidates[0] if decision.candidates else None
             log.info("self-test %s: %s in %.0f ms; now the victim would be %s", state.domain.path,
@@ -158,29 +190,41 @@ class Daemon:
     def run(self) -> int:
         with self._loop_factory() as loop:
             self.loop = loop
-            if self.config_path:
-                loop.watch_config(CONFIG_KEY, self.config_path)
-            info = loop.enable_proc_events()
-            log.info("process events: %s", info.reason)
-            self._arm(loop)
-            # Everything is imported and the first decisions are warm: lock it in.
-            for warning in self._protect():
-                log.warning("%s", warning)
-            self._self_test()
-            self._started_at = self.sources.clock()
-            self.notifier.ready(self._status())
-            log.info("prioomd running%s: %d domain(s)", " in dry-run" if self.dry_run else "",
-                     len(self.states))
-            try:
+            try:  # from the first guard set on: whatever happens, it is put back
+                self._start(loop)
                 while not self._stopping:
-                    events = loop.wait(self._timeout())
-                    self._handle(loop, events)
-                    self.notifier.watchdog()
+                    if self._contained("the event loop", self._iterate, loop):
+                        self.notifier.watchdog()
+                    else:  # no ping: a loop that keeps failing is restarted
+                        time.sleep(ERROR_BACKOFF_S)
             finally:
                 self.notifier.stopping()
                 self.guard.restore_all()
                 self.sink.close()
+                self.metrics.close()
         return 0
+
+    def _start(self, loop: EventLoop) -> None:
+        self._watch_config(loop)
+        self.metrics = metrics.start(self.cfg.metrics, dry_run=self.dry_run,
+                                     walk=select.DEFAULT_BACKEND)
+        log.info("process events: %s", loop.enable_proc_events().reason)
+        self._arm(loop)
+        self.guard.settle()  # a crashed run's guards that this run did not take over
+        # Everything is imported and the first decisions are warm: lock it in.
+        for warning in self._protect():
+            log.warning("%s", warning)
+        if self.where is not None and self.where.ns_root != "/":
+            log.info("private cgroup namespace rooted at %s: /proc/PID/cgroup paths are "
+                     "mapped back to %s", self.where.ns_root, self.sources.cgroup_root)
+        for note in cgroupns.exempt_own_pod(self.sources.cgroup_root, self.where,
+                                            self.sources.proc_root) if self.where else ():
+            log.info("%s", note)
+        self._self_test()
+        self._started_at = self.sources.clock()
+        self.notifier.ready(self._status())
+        log.info("prioomd running%s: %d domain(s)", " in dry-run" if self.dry_run else "",
+                 len(self.states))
 
     def _timeout(self) -> float:
         t = self.cfg.detect.poll_max_s
@@ -191,40 +235,52 @@ class Daemon:
             t = min(t, self.notifier.watchdog_interval_s)
         return t
 
+    def _iterate(self, loop: EventLoop) -> None:
+        self._handle(loop, loop.wait(self._timeout()))
+
     def _handle(self, loop: EventLoop, events: list[Event]) -> None:
         now = self.sources.clock()
         woken: dict[str, str] = {}  # domain -> what woke it
         for ev in events:
-            if ev.kind == "signal-stop":
-                log.info("stopping on signal")
-                self._stopping = True
-            elif ev.kind == "signal-reload" or (ev.kind == "file-changed"
-                                                and ev.key == CONFIG_KEY):
-                self.reload(loop)
-            elif ev.kind == "proc-exit" and ev.key in self._victims:
-                loop.remove(ev.key)
-                self.gate.note_exit(self._victims.pop(ev.key))
-            elif ev.kind == "gone" and ":" in ev.key:
-                path = ev.key.split(":", 1)[1]
-                if path in self.states:
-                    log.info("domain %s went away", path)
-                    self._disarm(loop, path)
-            elif ev.kind in ("psi", "file-changed") and ":" in ev.key:
-                woken[ev.key.split(":", 1)[1]] = "psi" if ev.kind == "psi" else "memory.events"
+            self._contained(f"a {ev.kind} event", self._on_event, loop, ev, woken)
         if self._stopping:
             return
+        if self.config_path and not self._config_watched and self._watch_config(loop):
+            self._contained("the reload", self.reload, loop)  # it came back, maybe new
         if now >= self._next_rescan:
-            self._arm(loop)
+            self._contained("the domain rescan", self._arm, loop)
         polling = {k.split(":", 1)[1] for k in loop.polling_keys()}
         for path, state in list(self.states.items()):
             # The root is cheap to sample: every wake-up. A cgroup domain only
             # when it signalled, or when its PSI trigger fell back to polling.
             if state.domain.is_root or path in woken or path in polling:
-                self._check(state, woken.get(path, "poll"))
+                self._contained(f"the check of {path}", self._check, state,
+                                woken.get(path, "poll"))
         self.notifier.status(self._status())
         if self.exit_after_s is not None and now - self._started_at >= self.exit_after_s:
             log.info("stopping: --exit-after %g s reached", self.exit_after_s)
             self._stopping = True
+
+    def _on_event(self, loop: EventLoop, ev: Event, woken: dict[str, str]) -> None:
+        if ev.kind == "signal-stop":
+            log.info("stopping on signal")
+            self._stopping = True
+        elif ev.kind == "signal-reload" or (ev.kind == "file-changed" and ev.key == CONFIG_KEY):
+            self.reload(loop)
+        elif ev.kind == "proc-exit" and ev.key in self._victims:
+            loop.remove(ev.key)
+            self.gate.note_exit(self._victims.pop(ev.key))
+        elif ev.kind == "gone" and ev.key == CONFIG_KEY:
+            self._config_watched = False
+            log.warning("the directory of %s went away; the config in force stays, and is "
+                        "reloaded once it is back", self.config_path)
+        elif ev.kind == "gone" and ":" in ev.key:
+            path = ev.key.split(":", 1)[1]
+            if path in self.states:
+                log.info("domain %s went away", path)
+                self._disarm(loop, path)
+        elif ev.kind in ("psi", "file-changed") and ":" in ev.key:
+            woken[ev.key.split(":", 1)[1]] = "psi" if ev.kind == "psi" else "memory.events"
 
     def _check(self, state: _DomainState, woke_by: str) -> None:
         dom = state.domain
@@ -262,32 +318,23 @@ class Daemon:
                 procfs.page_size())
         # The lazy walk: reads the walked path, not the domain (snapshot.take is for
         # prioomd tree/audit, the full picture).
-        decision, warnings = lazywalk.decide(
+        # In-flight victims past the bound are not waited for (dying.py).
+        decision, warnings, overdue = lazywalk.decide(
             dom.path, self.table, self.sources, total_pages,
             kernel_compat=self.cfg.daemon.kernel_compat,
-            max_candidates=self.cfg.daemon.max_candidates)
+            max_candidates=self.cfg.daemon.max_candidates,
+            settle=lambda snap: self.dying.settle(snap, self.sources.clock()))
         for w in dict.fromkeys(warnings):
             log.debug("%s", w)
+        for task in overdue:  # stuck with SIGKILL pending: reap it and stop waiting
+            log.warning("%s: %s", dom.path, self.killer.reap(task.pid, task.start_ticks))
         return decision
 
     def _act(self, state: _DomainState, threat: detect.Threat, prev: detect.Sample | None,
              cur: detect.Sample, woke_by: str) -> None:
         dom = state.domain
         detected_at = cur.taken_at
-        try:
-            decision = self._decide(dom)
-        except Vanished:
-            return
         trigger = f"{threat.trigger} ({woke_by})"
-        if decision.outcome != "kill":
-            if cur.taken_at >= state.quiet_until:
-                state.quiet_until = cur.taken_at + QUIET_REPEAT_S
-                log.warning("%s under threat (%s) but %s", dom.path, threat.reason,
-                            decision.reason)
-                self._emit(decision, KillResult(None, decision.outcome, (), None, None, 0,
-                                                decision.reason, self.dry_run),
-                           trigger, detected_at, threat)
-            return
 
         def still_threatened() -> bool:
             try:
@@ -297,9 +344,26 @@ class Daemon:
             return detect.recheck(prev, fresh, self.cfg.detect.root_thresholds(),
                                   self.cfg.detect.cgroup_thresholds()) is not None
 
-        log.info("%s: %s", dom.path, threat.reason)
-        result = self.killer.execute(decision, recheck=still_threatened)
-        self._emit(decision, result, trigger, detected_at, threat)
+        for _round in range(1 + MOVED_REDECISIONS):
+            try:
+                decision = self._decide(dom)
+            except Vanished:
+                return
+            if decision.outcome != "kill":
+                if cur.taken_at >= state.quiet_until:
+                    state.quiet_until = cur.taken_at + QUIET_REPEAT_S
+                    log.warning("%s under threat (%s) but %s", dom.path, threat.reason,
+                                decision.reason)
+                    self._emit(decision, KillResult(None, decision.outcome, (), None, None, 0,
+                                                    decision.reason, self.dry_run),
+                               trigger, detected_at, threat)
+                return
+            log.info("%s: %s", dom.path, threat.reason)
+            self.notifier.watchdog()  # the snapshot is behind us; the kill pings as it waits
+            result = self.killer.execute(decision, recheck=still_threatened)
+            self._emit(decision, result, trigger, detected_at, threat)
+            if result.outcome != "moved":  # the victim left its cgroup: decide again
+                break
         if result.candidate is not None and result.signal_sent_at is not None \
                 and not self.dry_run:
             # Killed, or signalled without a confirmed exit ("failed", e.g. stuck in
@@ -309,6 +373,7 @@ class Daemon:
             self.gate.record_kill(dom.path, pids, cur, expected_bytes=result.freed_bytes)
             assert self.loop is not None
             for pid in pids:
+                self.dying.note_kill(pid, result.signal_sent_at)
                 key = f"victim:{pid}"
                 self._victims[key] = pid
                 self.loop.watch_pid(key, pid)
@@ -320,6 +385,7 @@ class Daemon:
         record = audit.build_decision_record(decision, result, trigger=trigger,
                                              detected_at=detected_at, numbers=threat.numbers)
         self.sink.emit(record)
+        self.metrics.record(record)
 
     def _oom_kills(self, dom: domains.Domain, cur: detect.Sample | None = None) -> int | None:
         """The kernel's own OOM kill count in the domain: /proc/vmstat for the root;
@@ -343,8 +409,10 @@ class Daemon:
         if before is not None and now > before:
             log.warning("%s: the kernel's OOM killer killed %d process(es) before prioomd "
                         "acted", state.domain.path, now - before)
-            self.sink.emit(audit.build_miss_record(state.domain.path, now - before,
-                                                   dry_run=self.dry_run))
+            record = audit.build_miss_record(state.domain.path, now - before,
+                                             dry_run=self.dry_run)
+            self.sink.emit(record)
+            self.metrics.record(record)
 
     # ------------------------------------------------------------ reload
     def reload(self, loop: EventLoop) -> None:
@@ -352,23 +420,35 @@ class Daemon:
             log.info("reload requested; no config file to read")
             return
         self.notifier.reloading()
+        loop.remove(CONFIG_KEY)  # follow the links as they are now (a swapped symlink)
+        self._config_watched = False
+        self._watch_config(loop)
         try:
             cfg = config.load_config(self.config_path)
         except ConfigError as exc:
             log.error("new config rejected, the old one stays in force: %s", exc)
+            self.metrics.reloaded(False)
             self.notifier.ready(self._status())
             return
         self.cfg = cfg
         self.table = table.PriorityTable(cfg)
         self.killer = self._make_killer()
+        self.dying.timeout_s = cfg.kill.dying_timeout_s
         self.guard.thresholds = cfg.detect.cgroup_thresholds()
         self._arm(loop)
+        self.metrics.reloaded(True)
         log.info("config %s reloaded: %d rules, %d domain(s)", self.config_path, len(cfg.rules),
                  len(self.states))
         self._self_test()  # what the new table would choose now, in the log
         self.notifier.ready(self._status())
 
+    @property
+    def errors(self) -> int:
+        """Internal errors contained so far."""
+        return self._contained.count
+
     def _status(self) -> str:
         mode = "dry-run, " if self.dry_run else ""
-        return (f"{mode}{len(self.states)} domain(s), {self.kills} kill(s), "
+        errors = f", {self.errors} internal error(s)" if self.errors else ""
+        return (f"{mode}{len(self.states)} domain(s), {self.kills} kill(s){errors}, "
                 f"walk {select.DEFAULT_BACKEND}")

@@ -92,9 +92,16 @@ def _check_pct(name: str, value: float) -> None:
         raise ValueError(f"{name} must be within 0..100, got {value!r}")
 
 
+# The range of both poll bounds: a shorter sleep is a busy loop, a longer one leaves
+# MemAvailable unwatched for minutes (and poll(2) takes at most INT_MAX ms).
+POLL_SHORTEST_S = 0.01
+POLL_LONGEST_S = 60.0
+
+
 def _check_poll(lo: float, hi: float) -> None:
-    if not 0.0 < lo <= hi:
-        raise ValueError(f"need 0 < poll_min_s <= poll_max_s, got {lo!r}, {hi!r}")
+    if not POLL_SHORTEST_S <= lo <= hi <= POLL_LONGEST_S:
+        raise ValueError(f"need {POLL_SHORTEST_S:g} <= poll_min_s <= poll_max_s <= "
+                         f"{POLL_LONGEST_S:g}, got {lo!r}, {hi!r}")
 
 
 @dataclass(frozen=True)

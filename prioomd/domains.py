@@ -1,24 +1,21 @@
-"""OOM domains: which ones are enabled, one cheap sample of each, and guard mode.
+"""OOM domains: which ones are enabled, and one cheap sample of each.
 
 A domain is the root (global memory, enabled by the root's use_priority_oom)
 or a cgroup with use_priority_oom on and a memory.max of its own (spec §2: a
 memcg OOM consults only the OOMing cgroup's own flag). Discovery reads only
 xattrs and memory.max, never processes: it runs at start, on reload and on a
-slow rescan, not on the decision path.
+slow rescan, not on the decision path. Guard mode lives in guard.py.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prioomd import cgroupfs, detect, procfs, table
+from prioomd import cgroupfs, detect, procfs, swaps, table
 from prioomd.errors import ConfigError, Vanished
 from prioomd.snapshot import Sources
-
-log = logging.getLogger(__name__)
 
 ROOT = "/"
 
@@ -33,6 +30,23 @@ class Domain:
     @property
     def is_root(self) -> bool:
         return self.path == ROOT
+
+
+NO_LIMIT = ("use_priority_oom is on but it has no memory.max of its own: no limit OOM can "
+            "happen there, so it is not an OOM domain and is not watched")
+
+
+def why_not_a_domain(path: str, use_priority_oom: bool, memory_max_bytes: int | None
+                     ) -> str | None:
+    """None when the cgroup is an OOM domain prioomd watches, else why it is not. The
+    one definition (spec §2), shared by the daemon and the CLI's tree/audit/explain:
+    the root with use_priority_oom, or a cgroup with use_priority_oom and a memory.max
+    of its own (a memcg OOM consults only the OOMing cgroup's own flag)."""
+    if not use_priority_oom:
+        return "use_priority_oom is off"
+    if path != ROOT and memory_max_bytes is None:
+        return NO_LIMIT
+    return None
 
 
 def _resolve_upo(tbl: table.PriorityTable, path: str, cgdir: str, parent: str | None
@@ -59,33 +73,53 @@ def discover(tbl: table.PriorityTable, sources: Sources) -> tuple[list[Domain], 
             notes.extend(warnings)
             if not enabled:
                 continue
-            if path == ROOT:
-                domains.append(Domain(ROOT, cgdir, None))
-                continue
-            limit = cgroupfs.read_memory_max(cgdir)
+            limit = None if path == ROOT else cgroupfs.read_memory_max(cgdir)
         except Vanished:
             continue
-        if limit is None:
-            notes.append(f"{path}: use_priority_oom is on but it has no memory.max of its own: "
-                         "no limit OOM can happen there, so it is not watched")
-            continue
-        domains.append(Domain(path, cgdir, limit, events_file(cgdir)))
+        why_not = why_not_a_domain(path, enabled, limit)
+        if why_not is not None:
+            notes.append(f"{path}: {why_not}")
+        elif path == ROOT:
+            domains.append(Domain(ROOT, cgdir, None))
+        else:
+            domains.append(Domain(path, cgdir, limit, events_file(cgdir)))
     return domains, notes
 
 
-def sample_root(proc_root: str, clock: Callable[[], float]) -> detect.RootSample:
-    """MemAvailable, swap and PSI of the whole machine: two small reads."""
+def sample_root(proc_root: str, clock: Callable[[], float],
+                sys_block: str = "/sys/block") -> detect.RootSample:
+    """MemAvailable, swap and PSI of the whole machine: two small reads (and, with
+    swap, /proc/swaps; with swap on zram, its mm_stat: see swaps.py). PSI is None
+    on a kernel without it (psi=0, or built without): the floor needs none."""
     info = procfs.read_meminfo(proc_root)
-    psi = cgroupfs.read_pressure(os.path.join(proc_root, "pressure", "memory"))
+    try:
+        psi = cgroupfs.read_pressure(os.path.join(proc_root, "pressure", "memory"))
+    except Vanished:  # no /proc/pressure at all: /proc itself cannot vanish
+        psi = None
+    swap_total, swap_free = info.get("SwapTotal", 0), info.get("SwapFree", 0)
+    if swap_total > 0:
+        swap_total, swap_free = _swap_headroom(proc_root, sys_block, swap_total, swap_free)
     return detect.RootSample(
         mem_total_bytes=info.get("MemTotal", 0),
         mem_available_bytes=info.get("MemAvailable", info.get("MemFree", 0)),
-        swap_total_bytes=info.get("SwapTotal", 0),
-        swap_free_bytes=info.get("SwapFree", 0),
+        swap_total_bytes=swap_total,
+        swap_free_bytes=swap_free,
         psi_some_avg10_pct=psi.some.avg10_pct if psi else None,
         psi_full_avg10_pct=psi.full.avg10_pct if psi and psi.full else None,
         psi_some_total_us=psi.some.total_us if psi else None,
         taken_at=clock())
+
+
+def _swap_headroom(proc_root: str, sys_block: str, total: int, free: int) -> tuple[int, int]:
+    """Swap as headroom: zram devices count for what compression frees
+    (swaps.effective_swap); meminfo's own numbers when /proc/swaps lists no zram."""
+    try:
+        devices = swaps.read_swaps(proc_root)
+    except OSError:
+        return total, free
+    if all(d.zram_index is None for d in devices):
+        return total, free
+    return swaps.effective_swap(devices, swaps.read_zram_stats(devices, sys_block))
 
 
 def events_file(cgdir: str) -> str:
@@ -128,48 +162,3 @@ def root_oom_kills(proc_root: str) -> int:
     """The kernel's own OOM kills since boot (/proc/vmstat oom_kill)."""
     return procfs.read_vmstat(proc_root).get("oom_kill", 0)
 
-
-class Guard:
-    """memory.high = memory.max - headroom on cgroup domains (DESIGN §6), so the
-    kernel throttles a domain before its OOM killer runs. Every value changed is
-    remembered and put back by ``restore_all``."""
-
-    def __init__(self, thresholds: detect.CgroupThresholds) -> None:
-        self.thresholds = thresholds
-        self._saved: dict[str, tuple[str, int | None]] = {}  # path -> (cgdir, old high)
-
-    def apply(self, domain: Domain) -> str:
-        """Set the guard on one domain; a line for the log."""
-        if domain.is_root or domain.path in self._saved:
-            return ""
-        cgdir = domain.cgdir
-        old = cgroupfs.read_memory_high(cgdir)
-        headroom = detect.headroom_bytes(domain.memory_max_bytes or 0, self.thresholds)
-        high = detect.guard_high_bytes(domain.memory_max_bytes, headroom,
-                                       current_high_bytes=old)
-        if high is None:
-            return f"{domain.path}: guard not needed (memory.high already at or below the guard)"
-        try:
-            cgroupfs.write_memory_high(cgdir, high)
-        except OSError as exc:
-            return f"{domain.path}: cannot set memory.high: {exc.strerror}; no guard"
-        self._saved[domain.path] = (cgdir, old)
-        return f"{domain.path}: guard memory.high={high} (memory.max={domain.memory_max_bytes})"
-
-    def release(self, path: str) -> None:
-        saved = self._saved.pop(path, None)
-        if saved is None:
-            return
-        cgdir, old = saved
-        try:
-            cgroupfs.write_memory_high(cgdir, old)
-        except (OSError, Vanished) as exc:
-            log.debug("%s: memory.high not restored: %s", path, exc)
-
-    def restore_all(self) -> None:
-        for path in list(self._saved):
-            self.release(path)
-
-    @property
-    def guarded(self) -> frozenset[str]:
-        return frozenset(self._saved)

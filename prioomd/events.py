@@ -11,7 +11,9 @@ Event kinds (``Event.kind``), with ``Event.key`` the caller's registration key:
 * ``file-changed``: a watched kernfs file was modified, or a watched config
   file was closed after writing or renamed into place. Coalesced per ``wait``.
 * ``gone``: the cgroup behind the key was removed (POLLERR on its PSI fd, or
-  IN_DELETE of its directory). Everything registered under the key is dropped.
+  IN_DELETE of its directory), or a watched config file's directory was removed
+  (``watch_config`` it again once it is back). Everything registered under the
+  key is dropped.
 * ``proc-exit``: a pid watched with ``watch_pid`` exited (pidfd), or, under
   ``PROC_KEY``, a process (thread-group leader) exited (connector).
 * ``proc-fork``: under ``PROC_KEY``, a new process (connector, if asked for).
@@ -77,9 +79,40 @@ class ProcEventsInfo:
 @dataclass(frozen=True)
 class _Watch:
     key: str
-    role: str  # "file", "config" or "gone"
+    role: str  # "file", "config", "config-link" or "gone"
     name: str  # the entry name in a watched directory ("" for a file watch)
     path: str
+
+
+def config_watch_points(path: str, max_links: int = 40) -> list[tuple[str, str, bool]]:
+    """(directory, entry name, is a symlink) of every entry whose change changes what
+    ``path`` names: each symlink met while resolving it, in the directory holding it,
+    then the final file. Missing entries end the walk (the last one is watched)."""
+    points: list[tuple[str, str, bool]] = []
+    todo = os.path.abspath(path).split("/")[1:]
+    cur = "/"
+    while todo:
+        name = todo.pop(0)
+        if name in ("", "."):
+            continue
+        if name == "..":
+            cur = os.path.dirname(cur)
+            continue
+        here = os.path.join(cur, name)
+        try:
+            target = os.readlink(here)
+        except OSError:  # not a link (or gone): a plain step
+            if not todo:
+                points.append((cur, name, False))
+            cur = here
+            continue
+        points.append((cur, name, True))
+        if len(points) > max_links:  # a loop: ELOOP for open() too
+            break
+        if target.startswith("/"):
+            cur = "/"
+        todo[:0] = target.split("/")
+    return list(dict.fromkeys(points))
 
 
 def _ignore_signal(signum: int, frame: FrameType | None) -> None:
@@ -202,9 +235,24 @@ class EventLoop:
 
     def watch_config(self, key: str, path: str) -> None:
         """Watch a regular file that editors replace by rename: its directory, for
-        IN_CLOSE_WRITE or IN_MOVED_TO of that name."""
-        self._add_watch(os.path.dirname(path) or ".", _CONFIG_MASK,
-                        _Watch(key, "config", os.path.basename(path), path))
+        IN_CLOSE_WRITE or IN_MOVED_TO of that name. Behind symlinks, also each link
+        on the way (in the directory holding it, IN_CREATE too: a link is replaced by
+        rename or by unlink + symlink) and the final file where it lives: editing the
+        target or swapping a link (Kubernetes' ..data) is a change. The links are
+        followed as they are now: after a change, remove and watch again. OSError when
+        no directory on the way exists (watch again later)."""
+        refused: OSError | None = None
+        watched = False
+        for directory, name, is_link in config_watch_points(path):
+            try:
+                self._add_watch(directory, _CONFIG_MASK | (_F.CREATE if is_link else 0),
+                                _Watch(key, "config-link" if is_link else "config", name, path))
+                watched = True
+            except OSError as exc:  # a link dangling mid-swap: the other points remain
+                log.debug("config watch on %s: %s", directory, exc)
+                refused = exc
+        if not watched and refused is not None:
+            raise refused
 
     def _add_watch(self, path: str, mask: int, watch: _Watch) -> None:
         wd = self._ino.add_watch(path, mask | _F.MASK_ADD)
@@ -224,7 +272,14 @@ class EventLoop:
 
     def watch_pid(self, key: str, pid: int) -> None:
         """Report ``proc-exit`` under ``key`` once every thread of ``pid`` has exited
-        (a pidfd; needs Linux 5.3). Already gone: the event comes on the next wait."""
+        (a pidfd; needs Linux 5.3). Already gone: the event comes on the next wait.
+        A key already watched for the same pid keeps its pidfd (it pins the earlier,
+        possibly still exiting, instance); for another pid the old watch is dropped."""
+        held = self._pidfds.get(key)
+        if held is not None:
+            if held[1] == pid:
+                return
+            self._drop_pid(key)
         try:
             fd = os.pidfd_open(pid)
         except ProcessLookupError:
@@ -308,7 +363,11 @@ class EventLoop:
                     path, kind = self._psi[key][1:]
                     out.setdefault(("psi", key), Event("psi", key, {"path": path, "kind": kind}))
             elif role == "pid":
-                pid = self._pidfds[key][1]
+                held = self._pidfds.get(key)
+                if held is None or held[0] != fd:  # not ours any more: never a KeyError
+                    self._unregister(fd)
+                    continue
+                pid = held[1]
                 out.setdefault(("proc-exit", key),
                                Event("proc-exit", key, {"pid": pid, "source": "pidfd"}))
                 self._drop_pid(key)
@@ -333,7 +392,8 @@ class EventLoop:
             for w in self._wd_watches.get(ev.wd, ()):
                 if ev.mask & _F.IGNORED:  # the kernel dropped the watch: file or fs gone
                     self._wd_watches.pop(ev.wd, None)
-                    if w.role == "file":
+                    if w.role in ("file", "config", "config-link"):  # config: a directory
+                        # on its way went away
                         gone.append(w.key)
                         out.setdefault(("gone", w.key), Event("gone", w.key,
                                                               {"source": "inotify"}))
@@ -341,7 +401,9 @@ class EventLoop:
                     gone.append(w.key)
                     out.setdefault(("gone", w.key), Event("gone", w.key, {"source": "inotify"}))
                 elif (w.role == "file" and ev.mask & _F.MODIFY) or (
-                        w.role == "config" and ev.mask & _CONFIG_MASK and ev.name == w.name):
+                        w.role == "config" and ev.mask & _CONFIG_MASK and ev.name == w.name) or (
+                        w.role == "config-link" and ev.mask & (_CONFIG_MASK | _F.CREATE)
+                        and ev.name == w.name):
                     out.setdefault(("file-changed", w.key),
                                    Event("file-changed", w.key, {"path": w.path}))
 

@@ -1,11 +1,14 @@
 """The only place that kills: cgroup.kill, pidfd signals, process_mrelease.
 
 ``Killer.execute(decision)`` walks the ranked candidates in order (STYLE §3) and
-kills at most one. A candidate that vanished, refused or errored before anything
-was sent is an outcome, and the walk falls through to the next one.
+kills at most one. A candidate that exited, refused or errored before anything
+was sent is an outcome, and the walk falls through to the next one. A candidate
+that is alive but no longer under the cgroup the walk chose ("moved") ends the
+walk: the ranking no longer holds, the caller decides again.
 
-One process: pidfd_open, check it is still the walk's choice (same comm, still
-under victim_cgroup, not a kernel thread, zombie, -1000 or already dying), then
+One process: pidfd_open, check it is still the walk's choice (the same process:
+same start time, whatever its name now; still under victim_cgroup as the cgroup
+tree confirms; not a kernel thread, zombie, -1000 or already dying), then
 [SIGTERM + grace, waiting on the pidfd], SIGKILL, process_mrelease, and wait
 for the pidfd to poll readable. Without pidfds (kernel < 5.3) kill(2) is used
 and /proc/PID/stat starttime is re-read before each signal (pid-reuse guard).
@@ -30,11 +33,12 @@ import logging
 import os
 import select
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from prioomd import cgroupfs, procfs
+from prioomd import cgroupfs, procfs, victim
 from prioomd.errors import Vanished, is_gone
 from prioomd.model import Attempt, Candidate, Decision, KillResult
 from prioomd.procfs import OOM_SCORE_ADJ_MIN, TaskFacts
@@ -53,6 +57,9 @@ EVENTS_TICK_S = 0.1
 # Pidfds opened to mrelease a cgroup kill: the biggest victims are reaped at
 # once, the rest of a large group exits at its own pace.
 MRELEASE_MAX = 64
+# Longest single wait when the caller asked to be kept alive: a third of the
+# shortest sane WatchdogSec (3 s), so the service manager never sees a hang.
+KEEPALIVE_TICK_S = 1.0
 _REFUSED_ERRNOS = frozenset({errno.EPERM, errno.EACCES, errno.EROFS})
 # EINVAL: not dying yet / already reaped; ESRCH: gone; ENOSYS: kernel < 5.15.
 _BENIGN_MRELEASE_ERRNOS = frozenset({errno.EINVAL, errno.ESRCH, errno.ENOSYS})
@@ -102,21 +109,21 @@ class Killer:
         protected_pids: Iterable[int] = (),
         policy: KillPolicy | None = None,
         syscalls: Syscalls | None = None,
+        keepalive: Callable[[], None] | None = None,
+        cgroupns_root: str = "/",
     ) -> None:
+        """``keepalive`` (the service watchdog's ping) is called at least every
+        KEEPALIVE_TICK_S while the kill waits (grace, confirmation): a kill may
+        wait ``sigterm_grace_s + confirm_timeout_s``, longer than WatchdogSec.
+        ``cgroupns_root``: our cgroup namespace's root in the tree (cgroupns.py)."""
         self.cgroup_root = cgroup_root
-        # /proc/PID/cgroup names cgroups from the hierarchy's top, which is
-        # above cgroup_root when prioomd is pointed at a subtree.
-        try:
-            with open("/proc/self/mounts", encoding="utf-8", errors="replace") as f:
-                self._hierarchy_prefix = cgroupfs.hierarchy_path(cgroup_root, f.read())
-        except (OSError, ValueError):
-            self._hierarchy_prefix = "/"
+        self._locator = victim.Locator(cgroup_root, proc_root, ns_root=cgroupns_root)
         self.proc_root = proc_root
         self.dry_run = dry_run
         self.policy = policy if policy is not None else KillPolicy()
         self.protected_pids = frozenset(protected_pids) | {os.getpid()}
         self._clock = clock
-        self._wait = wait
+        self._wait = wait if keepalive is None else _keeping_alive(wait, keepalive)
         self._sys: Syscalls = syscalls if syscalls is not None else LinuxSyscalls()
 
     def execute(self, decision: Decision, recheck: Recheck = None) -> KillResult:
@@ -162,9 +169,11 @@ class Killer:
         pid = cand.pid
         try:  # the pidfd pins the process: check it is still the one the walk chose
             facts = self._facts(pid)
-            wrong = self._not_victim(cand, facts)
+            wrong = victim.check(cand, facts, lambda: self._locator.locate(pid, facts.tid))
             if wrong is not None:
-                return wrong
+                if wrong.outcome == "refused":
+                    return _refused(wrong.detail)
+                return _Step(wrong.outcome, wrong.detail, wrong.final)
             if self.dry_run:  # stop before the final syscall, after a permission probe
                 self._send(pid, pidfd, facts, 0)
         except (OSError, Vanished, ValueError) as exc:
@@ -203,30 +212,6 @@ class Killer:
             log.warning("%s", detail)
             return _Step("failed", detail, True, sent_at, None, rss, method)
         return _Step("killed", f"SIGKILL {what}", True, sent_at, exited_at, rss, method)
-
-    def _not_victim(self, cand: Candidate, facts: TaskFacts) -> _Step | None:
-        """Why this pid is no longer the candidate the walk chose, or None."""
-        pid = cand.pid
-        if facts.is_kthread:
-            return _refused(f"pid {pid} is a kernel thread")
-        if facts.state in ("Z", "X") or not facts.has_mm:
-            return _Step("vanished", f"pid {pid} already exited")
-        if facts.sigkill_pending:  # an in-flight victim: wait for it, as the kernel does
-            return _Step("vanished", f"pid {pid} is already dying: not killing another", True)
-        if facts.oom_score_adj == OOM_SCORE_ADJ_MIN:
-            return _refused(f"pid {pid} has oom_score_adj -1000 now")
-        if cand.start_ticks and facts.start_ticks != cand.start_ticks:
-            return _Step("vanished", f"pid {pid} started at {facts.start_ticks}, not "
-                         f"{cand.start_ticks}: reused")
-        if cand.comm and facts.comm != cand.comm:
-            return _Step("vanished", f"pid {pid} is now {facts.comm!r}, not {cand.comm!r}: "
-                         "reused or exec'd")
-        cgroup = procfs.read_pid_cgroup(pid, self.proc_root)
-        expected = _join(self._hierarchy_prefix, cand.victim_cgroup)
-        if cgroup is not None and not _under(cgroup, expected):
-            return _Step("vanished", f"pid {pid} is in {cgroup}, not under "
-                         f"{cand.victim_cgroup}: moved or reused")
-        return None
 
     def _send(self, pid: int, pidfd: int | None, facts: TaskFacts, sig: int) -> None:
         if pidfd is not None:
@@ -276,6 +261,38 @@ class Killer:
         if p.sigterm_grace_s <= 0 or (p.grace_only_if is not None and not p.grace_only_if()):
             return 0.0
         return p.sigterm_grace_s
+
+    def reap(self, pid: int, start_ticks: int) -> str:
+        """process_mrelease a process whose SIGKILL has been pending too long
+        (dying.py), as the kernel's OOM reaper would; what was done, for the log.
+
+        The call takes the victim's mmap lock for reading and may block behind a
+        writer that the stuck task itself holds up, so it runs in a thread of its
+        own: the loop never waits on a stuck task.
+        """
+        what = f"pid {pid}, SIGKILL pending too long"
+        if self.dry_run or not (self.policy.mrelease and self._sys.has_pidfd):
+            return f"{what}: not reaped ({'dry-run' if self.dry_run else 'no mrelease'})"
+        try:
+            pidfd = self._sys.pidfd_open(pid)
+        except OSError as exc:
+            return f"{what}: not reaped ({exc.strerror or exc})"
+        try:
+            facts = procfs.read_task(pid, self.proc_root)
+        except (OSError, ValueError):
+            facts = None
+        if facts is None or facts.start_ticks != start_ticks:
+            self._sys.close(pidfd)
+            return f"{what}: gone before the reap"
+
+        def release() -> None:
+            try:
+                self._mrelease(pidfd, what)
+            finally:
+                self._sys.close(pidfd)
+
+        threading.Thread(target=release, name=f"prioomd-reap-{pid}", daemon=True).start()
+        return f"{what}: process_mrelease"
 
     # -- a whole cgroup -------------------------------------------------------
 
@@ -379,8 +396,11 @@ class Killer:
                 return None
             tick = EVENTS_TICK_S if use_kill_file and events_fd is not None else POLL_TICK_S
             self._wait(events_fd, select.POLLPRI, min(left, tick))
-            if not use_kill_file:  # repeat until empty: forks that raced a round get theirs
-                self._kill_round(path, cand, verdicts)
+            # Repeat until empty: forks that raced a round get theirs. After
+            # cgroup.kill too: it signals each leader thread alone, and a leader
+            # that already exited (pthread_exit() in main) takes no signal, so
+            # its live threads run on; kill(2) signals the whole thread group.
+            self._kill_round(path, cand, verdicts)
 
     def _populated(self, events_fd: int | None, path: str) -> bool:
         """cgroup.events "populated", read through the fd we poll (a read re-arms
@@ -450,12 +470,13 @@ class Killer:
         return facts
 
 
-def _join(prefix: str, path: str) -> str:
-    return path if prefix == "/" else prefix + ("" if path == "/" else path)
-
-
-def _under(path: str, ancestor: str) -> bool:
-    return ancestor == "/" or path == ancestor or path.startswith(ancestor + "/")
+def _keeping_alive(wait: Waiter, keepalive: Callable[[], None]) -> Waiter:
+    """``wait`` cut into slices of at most KEEPALIVE_TICK_S, ``keepalive()`` before
+    each: every caller of the waiter loops until its own deadline anyway."""
+    def sliced(fd: int | None, events: int, timeout_s: float) -> None:
+        keepalive()
+        wait(fd, events, min(timeout_s, KEEPALIVE_TICK_S))
+    return sliced
 
 
 def _refused(detail: str) -> _Step:

@@ -43,10 +43,13 @@ from typing import TypeVar
 
 from prioomd import _select_py, cgroupfs, procfs, select, snapshot, table
 from prioomd.errors import Vanished
-from prioomd.model import Candidate, Decision, Setting, Task
+from prioomd.model import Candidate, Decision, Setting, Snapshot, Task
 
 _GONE = (Vanished, FileNotFoundError, NotADirectoryError)
 _T = TypeVar("_T")
+# Walks per decision at most: each further one only after settle() relabelled a
+# dying task the previous walk met (it then reads past it).
+_SETTLE_ROUNDS = 8
 
 
 class _Node:
@@ -207,6 +210,7 @@ class _Walk:
         self.compat = kernel_compat
         self.fn = select.BACKENDS[backend]
         self.gone: set[int] = set()  # pids ranked already: gone for the next selections
+        self.relabel: dict[int, Task] = {}  # pid -> the task as settle() relabelled it
 
     def _count(self, node: _Node, need: int) -> int:
         """Processes in node's subtree, counted until there are ``need``: from
@@ -234,7 +238,8 @@ class _Walk:
         gone = set() if ranked_too else self.gone
         while stack:
             u = stack.pop()
-            out.extend(t for t in self.tree.tasks(u) if t.pid not in gone)
+            out.extend(self.relabel.get(t.pid, t) for t in self.tree.tasks(u)
+                       if t.pid not in gone)
             stack.extend(reversed(self.tree.kids(u)))
         return out
 
@@ -303,30 +308,18 @@ def _oom_group(walk: _Walk, task: Task) -> tuple[str | None, list[Task]]:
     return found.path, walk.subtree_tasks(found, ranked_too=True)
 
 
-def decide(domain: str, tbl: table.PriorityTable, sources: snapshot.Sources,
-           total_pages: int | None = None, *, kernel_compat: bool = False,
-           max_candidates: int = 5, backend: str | None = None
-           ) -> tuple[Decision, list[str]]:
-    """select.select_victims(snapshot.take(...)) without reading the whole domain.
+Settle = Callable[[Snapshot], tuple[Snapshot, tuple[Task, ...]]]
 
-    Returns the decision and the warnings met (bad xattrs, rule conflicts).
-    Raises Vanished only when the domain root itself is gone.
-    """
-    name = backend or select.DEFAULT_BACKEND
-    if name not in select.BACKENDS:
-        raise ValueError(f"walk backend {name!r} is not available "
-                         f"(have: {', '.join(sorted(select.BACKENDS))})")
-    page_size = procfs.page_size()
-    if total_pages is None:
-        total_pages = snapshot.global_total_pages(sources, page_size)
-    tree = _Tree(domain, tbl, sources, total_pages, page_size)
-    walk = _Walk(tree, kernel_compat, name)
+
+def _rank(walk: _Walk, domain: str, max_candidates: int, name: str) -> Decision:
+    """As select_victims: up to 4 selections per candidate, oom.group kills covering
+    later ones; each selection after the first re-reads nothing it shares."""
+    tree = walk.tree
+    walk.gone = set()
     candidates: list[Candidate] = []
     covered: set[int] = set()
     first_walk: tuple[str, ...] = ()
     status, task = _select_py.STATUS_OK, None
-    # As select_victims: up to 4 selections per candidate, oom.group kills covering
-    # later ones; each selection after the first re-reads nothing it shares.
     for _ in range(max(1, max_candidates * 4)):
         status, victim, task, levels = walk.once()
         if status != _select_py.STATUS_OK:
@@ -345,12 +338,52 @@ def decide(domain: str, tbl: table.PriorityTable, sources: snapshot.Sources,
         if len(candidates) >= max_candidates:
             break
     if candidates:
-        decision = Decision(domain, tuple(candidates), "kill", candidates[0].reason, name,
-                            first_walk)
-    elif status == _select_py.STATUS_ABORT:
+        return Decision(domain, tuple(candidates), "kill", candidates[0].reason, name,
+                        first_walk)
+    if status == _select_py.STATUS_ABORT:
         assert task is not None
-        decision = select.wait_decision(domain, [task], name)
-    else:
-        seen = [t for n in tree.nodes if n.tasks is not None for t in n.tasks]
-        decision = select.none_decision(domain, seen, name)
-    return decision, tree.warnings
+        return select.wait_decision(domain, [task], name)
+    return select.none_decision(domain, [walk.relabel.get(t.pid, t) for t in _read(tree)],
+                                name)
+
+
+def _read(tree: _Tree) -> list[Task]:
+    return [t for n in tree.nodes if n.tasks is not None for t in n.tasks]
+
+
+def decide(domain: str, tbl: table.PriorityTable, sources: snapshot.Sources,
+           total_pages: int | None = None, *, kernel_compat: bool = False,
+           max_candidates: int = 5, backend: str | None = None,
+           settle: Settle | None = None) -> tuple[Decision, list[str], tuple[Task, ...]]:
+    """select.select_victims(snapshot.take(...)) without reading the whole domain.
+
+    ``settle`` (dying.DyingWatch.settle at a given time) relabels the in-flight
+    victims the walk should no longer wait for; it sees the tasks the walk has
+    read, as read, and the walk runs again while it relabels more (it reads
+    more). Returns the decision, the warnings met (bad xattrs, rule conflicts)
+    and the tasks ``settle`` gave out as overdue. Raises Vanished only when the
+    domain root itself is gone.
+    """
+    name = backend or select.DEFAULT_BACKEND
+    if name not in select.BACKENDS:
+        raise ValueError(f"walk backend {name!r} is not available "
+                         f"(have: {', '.join(sorted(select.BACKENDS))})")
+    page_size = procfs.page_size()
+    if total_pages is None:
+        total_pages = snapshot.global_total_pages(sources, page_size)
+    tree = _Tree(domain, tbl, sources, total_pages, page_size)
+    walk = _Walk(tree, kernel_compat, name)
+    overdue: list[Task] = []
+    decision = _rank(walk, domain, max_candidates, name)
+    for _ in range(_SETTLE_ROUNDS if settle is not None else 0):
+        assert settle is not None
+        seen = tuple(_read(tree))
+        settled, crossed = settle(Snapshot(domain, (), seen, total_pages, sources.clock()))
+        overdue.extend(crossed)
+        relabel = {t.pid: t for t, raw in zip(settled.tasks, seen, strict=True)
+                   if t is not raw}
+        if relabel == walk.relabel:
+            break
+        walk.relabel = relabel
+        decision = _rank(walk, domain, max_candidates, name)
+    return decision, tree.warnings, tuple(overdue)

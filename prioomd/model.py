@@ -110,7 +110,9 @@ class KillResult:
     syscall), "pressure-gone" (the re-check said no), "failed" (a signal went out
     but the exit was not confirmed in time, or every candidate errored),
     "refused" (EPERM/EROFS or protected: none killable), "vanished" (every
-    candidate was gone), "no-candidate" (the decision held none).
+    candidate was gone), "moved" (a candidate left the victim cgroup before the
+    kill: nothing was sent, the caller decides again), "no-candidate" (the
+    decision held none).
     """
 
     candidate: Candidate | None  # the one acted on (or that would be, in dry-run)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -113,6 +114,9 @@ def check_value(info: KeyInfo, value: Any) -> str | None:
         type_ok = isinstance(value, info.kind)
     if not type_ok:
         return f"{show_value(value)} ({toml_type(value)}): must be {info.type_phrase()}"
+    if info.kind is float and not math.isfinite(value):  # TOML has nan and inf
+        return f"{show_value(value)}: must be a finite number" + (
+            f" {info.check.allowed}" if info.check else "")
     if info.check and not info.check.ok(value):
         return f"{show_value(value)}: must be {info.type_phrase()}"
     return None

@@ -167,25 +167,43 @@ def parse_vmstat(text: str) -> dict[str, int]:
     return out
 
 
-_DELETED = " (deleted)"  # proc_cgroup_show() marks a removed cgroup v2 this way
+_V2_LINE = "0::"  # the default hierarchy: id 0, no controllers
 
 
 def parse_pid_cgroup(text: str) -> str | None:
-    """/proc/PID/cgroup: the cgroup v2 path (the ``0::/path`` line), None when the
-    process has no v2 line (v1-only host). A " (deleted)" suffix is dropped."""
-    for line in text.split("\n"):
-        if not line:
-            continue
-        hier, sep1, rest = line.partition(":")
-        controllers, sep2, path = rest.partition(":")
-        if not (sep1 and sep2):
-            raise ValueError(f"cgroup: expected 'id:controllers:path', got {line!r}")
-        if hier == "0" and controllers == "":
-            if path.endswith(_DELETED):
-                path = path[: -len(_DELETED)]
+    """/proc/PID/cgroup: the cgroup v2 path (the ``0::/path`` entry), None when the
+    process has no v2 entry (v1-only host).
+
+    Cgroup names are tenant-chosen bytes, printed unescaped: a name may hold ":",
+    bytes that are not UTF-8 (``text`` must be decoded with surrogateescape, as
+    ``os.listdir`` decodes names) or end in " (deleted)"; cgroup_mkdir() refuses
+    only newlines (and "/"). The kernel prints the default hierarchy's entry last
+    (it is the first root registered and proc_cgroup_show() walks the roots
+    newest first), so the path runs from the first line that starts with "0::"
+    to the end of the text, less the one newline the kernel ends it with (a
+    newline inside it, should an older kernel have allowed one, stays part of
+    the name). The path is returned as printed: a
+    " (deleted)" suffix is part of a live cgroup's name as often as it is the
+    kernel's mark of a removed cgroup (which only a zombie can still be in), so
+    only the cgroup tree can tell them apart (see kill.py).
+    """
+    at = 0
+    while at < len(text):
+        if text.startswith(_V2_LINE, at):
+            path = text[at + len(_V2_LINE):]
+            path = path[:-1] if path.endswith("\n") else path
             if not path.startswith("/"):
-                raise ValueError(f"cgroup: v2 path is not absolute: {path!r}")
+                raise ValueError(f"cgroup: v2 path is not absolute: {path[:80]!r}")
             return path
+        end = text.find("\n", at)
+        line = text[at:] if end < 0 else text[at:end]
+        hier, sep1, rest = line.partition(":")
+        _controllers, sep2, _path = rest.partition(":")
+        if not (sep1 and sep2 and hier.isascii() and hier.isdigit()):
+            raise ValueError(f"cgroup: expected 'id:controllers:path', got {line[:80]!r}")
+        if end < 0:
+            break
+        at = end + 1
     return None
 
 
@@ -194,7 +212,13 @@ def parse_pid_cgroup(text: str) -> str | None:
 
 @dataclass(frozen=True)
 class TaskFacts:
-    """One process as /proc shows it at one moment (sizes in bytes)."""
+    """One process as /proc shows it at one moment (sizes in bytes).
+
+    ``state``, the sizes and ``sigkill_pending`` come from the thread-group leader,
+    or, once the leader has exited while other threads live (``pthread_exit()`` in
+    main: the leader shows "Z" and no mm), from the live thread ``tid`` (spec
+    §6.2: the kernel reads such a process through find_lock_task_mm()).
+    """
 
     pid: int
     comm: str
@@ -209,6 +233,7 @@ class TaskFacts:
     is_kthread: bool
     has_mm: bool
     ppid: int = 0
+    tid: int = 0  # the thread the state and sizes come from; 0: the leader (tid == pid)
 
 
 def _read_at(dir_fd: int, name: str) -> str:
@@ -222,12 +247,46 @@ def _read_at(dir_fd: int, name: str) -> str:
     return b"".join(chunks).decode("utf-8", errors="replace")
 
 
+def _exited(stat: ProcStat, status: ProcStatus) -> bool:
+    return stat.state in ("Z", "X") or not status.has_mm
+
+
+def _live_thread(dir_fd: int, pid: int) -> tuple[int, ProcStat, ProcStatus] | None:
+    """The first thread of the process that has not exited and still has the mm,
+    read through the process's own directory fd; None when there is none."""
+    try:
+        task_fd = os.open("task", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            names = os.listdir(task_fd)
+        finally:
+            os.close(task_fd)
+    except OSError as exc:
+        if is_gone(exc):
+            return None
+        raise
+    tids = sorted(int(n) for n in names if n.isascii() and n.isdigit())
+    for tid in tids:
+        if tid == pid:
+            continue
+        try:
+            stat = parse_stat(_read_at(dir_fd, f"task/{tid}/stat"))
+            status = parse_status(_read_at(dir_fd, f"task/{tid}/status"))
+        except OSError as exc:
+            if is_gone(exc):  # that thread exited meanwhile: try the next
+                continue
+            raise
+        if not _exited(stat, status):
+            return tid, stat, status
+    return None
+
+
 def read_task(pid: int, proc_root: str = "/proc") -> TaskFacts | None:
     """Everything killability and badness need about one process; None when it is gone.
 
     The files are opened relative to one /proc/PID directory fd: that fd stays
     bound to the process it was opened for, so a recycled pid cannot mix two
     processes' facts (a late file of an exited process fails with ENOENT/ESRCH).
+    A leader that exited before its threads is read through a live thread.
     """
     try:
         dir_fd = os.open(os.path.join(proc_root, str(pid)),
@@ -240,18 +299,25 @@ def read_task(pid: int, proc_root: str = "/proc") -> TaskFacts | None:
         stat = parse_stat(_read_at(dir_fd, "stat"))
         status = parse_status(_read_at(dir_fd, "status"))
         adj = parse_oom_score_adj(_read_at(dir_fd, "oom_score_adj"))
+        live = None
+        if _exited(stat, status) and not stat.flags & PF_KTHREAD:
+            live = _live_thread(dir_fd, pid)
     except OSError as exc:
         if is_gone(exc):
             return None
         raise
     finally:
         os.close(dir_fd)
+    tid, state = 0, stat.state
+    if live is not None:
+        tid, live_stat, status = live
+        state = live_stat.state
     return TaskFacts(
-        pid=pid, comm=stat.comm, state=stat.state, flags=stat.flags,
+        pid=pid, comm=stat.comm, state=state, flags=stat.flags,
         start_ticks=stat.start_ticks, rss_bytes=status.vmrss_bytes,
         swap_bytes=status.vmswap_bytes, pte_bytes=status.vmpte_bytes, oom_score_adj=adj,
         sigkill_pending=status.sigkill_pending, is_kthread=bool(stat.flags & PF_KTHREAD),
-        has_mm=status.has_mm, ppid=stat.ppid,
+        has_mm=status.has_mm, ppid=stat.ppid, tid=tid,
     )
 
 
@@ -259,8 +325,9 @@ def killability(facts: TaskFacts, self_pid: int, init_pid: int = 1) -> tuple[Tas
     """Whether the walk may kill this process, and why not (spec §8, DESIGN §2).
 
     Order follows the kernel's oom_evaluate_task(): init and kernel threads are
-    never candidates; a process without an mm (zombie, or a leader thread that
-    exited before its threads) frees nothing; an in-flight victim (SIGKILL
+    never candidates; a process without an mm (a zombie: no thread left; a
+    leader that exited before its threads is read through a live thread by
+    ``read_task`` and is killable, spec §6.2) frees nothing; an in-flight victim (SIGKILL
     pending, mm not yet released) is DYING, checked before -1000 as the kernel
     checks tsk_is_oom_victim() before oom_badness(): it frees memory either way.
     """
@@ -323,9 +390,19 @@ def read_vmstat(proc_root: str = "/proc") -> dict[str, int]:
     return parse_vmstat(_read_file(os.path.join(proc_root, "vmstat")))
 
 
-def read_pid_cgroup(pid: int, proc_root: str = "/proc") -> str | None:
-    """The process's cgroup v2 path; None without a v2 line; Vanished when it is gone."""
-    return parse_pid_cgroup(_read_file(os.path.join(proc_root, str(pid), "cgroup")))
+def read_pid_cgroup(pid: int, proc_root: str = "/proc", tid: int = 0) -> str | None:
+    """The process's cgroup v2 path as /proc prints it (``tid``: through that
+    thread, for a process whose leader exited); None without a v2 entry; Vanished
+    when it is gone. Decoded with surrogateescape, as ``os.listdir`` decodes the
+    same names, so a name that is not UTF-8 compares equal to its directory."""
+    where = os.path.join(proc_root, str(pid), *(("task", str(tid)) if tid else ()), "cgroup")
+    try:
+        with open(where, "rb") as f:
+            return parse_pid_cgroup(os.fsdecode(f.read()))
+    except OSError as exc:
+        if is_gone(exc):
+            raise Vanished(f"{where}: {os.strerror(exc.errno or 0)}") from exc
+        raise
 
 
 def read_oom_score_adj(pid: int, proc_root: str = "/proc") -> int:

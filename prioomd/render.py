@@ -1,4 +1,10 @@
-"""Pure rendering of snapshots and decisions for the CLI: text and JSON values."""
+"""Pure rendering of snapshots and decisions for the CLI: text and JSON values.
+
+Text is for terminals: every line goes through ``textsafe.show``, so a cgroup or
+process name cannot drive the terminal or add a line. JSON values keep the raw
+names (``json.dumps`` escapes them; a byte that is not UTF-8 is the lone surrogate
+``\\udcNN`` of Python's surrogateescape, NN being the byte).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from typing import Any
 
 from prioomd import detect
 from prioomd.model import Decision, Snapshot, TaskState
+from prioomd.textsafe import show
 
 
 def fmt_bytes(n: int | None) -> str:
@@ -85,7 +92,7 @@ def tree_text(snapshot: Snapshot, decisions: Sequence[Decision], header_lines: S
             c = d.candidates[0]
             what = f"kill {c.kill_cgroup} (oom.group)" if c.kill_cgroup else f"pid {c.pid}"
             marks.setdefault(c.victim_cgroup, []).append(f"<- victim of {d.domain}: {what}")
-    names = [("  " * depth[i]) + (n.path if i == 0 else n.path.rsplit("/", 1)[-1])
+    names = [("  " * depth[i]) + show(n.path if i == 0 else n.path.rsplit("/", 1)[-1])
              for i, n in enumerate(snapshot.nodes)]
     width = max([len(x) for x in names] + [6])
     lines = list(header_lines)
@@ -105,4 +112,4 @@ def tree_text(snapshot: Snapshot, decisions: Sequence[Decision], header_lines: S
     if not decisions:
         lines.append("no OOM domain has use_priority_oom on: nothing would be chosen by "
                      "priority (enable [root] use_priority_oom in the config)")
-    return "\n".join(lines)
+    return "\n".join(show(line) for line in lines)

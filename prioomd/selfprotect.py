@@ -35,10 +35,11 @@ def lock_memory(lock: Callable[[int], None] = mlockall) -> str | None:
         return f"mlockall failed ({exc.strerror}): memory pressure may page out prioomd"
 
 
-def set_oom_score_adj(proc_root: str = "/proc", value: int = OOM_SCORE_ADJ_MIN) -> str | None:
-    """Write ``value`` to /proc/self/oom_score_adj. Lowering it needs
+def set_oom_score_adj(proc_root: str = "/proc", value: int = OOM_SCORE_ADJ_MIN,
+                      pid: int | str = "self") -> str | None:
+    """Write ``value`` to /proc/PID/oom_score_adj (ours by default). Lowering it needs
     CAP_SYS_RESOURCE (EACCES without it). A warning or None."""
-    path = f"{proc_root}/self/oom_score_adj"
+    path = f"{proc_root}/{pid}/oom_score_adj"
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
         try:
@@ -47,8 +48,9 @@ def set_oom_score_adj(proc_root: str = "/proc", value: int = OOM_SCORE_ADJ_MIN) 
             os.close(fd)
     except OSError as exc:
         hint = " (needs CAP_SYS_RESOURCE)" if exc.errno in (errno.EACCES, errno.EPERM) else ""
-        return (f"cannot set oom_score_adj {value}: {exc.strerror}{hint}; "
-                "the kernel's OOM killer may pick prioomd")
+        who = "prioomd" if pid == "self" else f"pid {pid}"
+        return (f"cannot set oom_score_adj {value} on {who}: {exc.strerror}{hint}; "
+                f"the kernel's OOM killer may pick {who}")
     return None
 
 

@@ -193,7 +193,8 @@ _MEMINFO_COUNTS = ("HugePages_Total", "HugePages_Free")
 VMSTAT = {"nr_free_pages": 2048000, "pgscan_kswapd": 0, "pgscan_direct": 0,
           "pgsteal_kswapd": 0, "pgsteal_direct": 0, "oom_kill": 0}
 _PROC_KEYS = {"comm", "state", "ppid", "rss_kb", "swap_kb", "pte_kb", "oom_score_adj",
-              "starttime", "kthread", "sigkill_pending", "cgroup", "has_mm", "raw", "uid"}
+              "starttime", "kthread", "sigkill_pending", "cgroup", "has_mm", "raw", "uid",
+              "threads"}
 _STATE_NAMES = {"R": "running", "S": "sleeping", "D": "disk sleep", "T": "stopped",
                 "t": "tracing stop", "Z": "zombie", "X": "dead", "I": "idle"}
 
@@ -213,7 +214,7 @@ def _stat_line(pid: int, p: Mapping[str, Any]) -> str:
     return f"{pid} ({p.get('comm', 'proc')}) " + " ".join(map(str, fields)) + "\n"
 
 
-def _status(pid: int, p: Mapping[str, Any]) -> str:
+def _status(pid: int, p: Mapping[str, Any], tid: int | None = None) -> str:
     state = p.get("state", "S")
     kthread = bool(p.get("kthread"))
     has_mm = p.get("has_mm", not kthread and state not in ("Z", "X"))
@@ -221,7 +222,7 @@ def _status(pid: int, p: Mapping[str, Any]) -> str:
     pnd = f"{1 << 8:016x}" if p.get("sigkill_pending") else "0" * 16
     uid = p.get("uid", 0)
     lines = [f"Name:\t{comm}", "Umask:\t0022", f"State:\t{state} ({_STATE_NAMES.get(state, '?')})",
-             f"Tgid:\t{pid}", "Ngid:\t0", f"Pid:\t{pid}", f"PPid:\t{_ppid(p)}",
+             f"Tgid:\t{pid}", "Ngid:\t0", f"Pid:\t{tid or pid}", f"PPid:\t{_ppid(p)}",
              "TracerPid:\t0", f"Uid:\t{uid}\t{uid}\t{uid}\t{uid}", "Gid:\t0\t0\t0\t0",
              "FDSize:\t64", "Groups:\t ", f"NStgid:\t{pid}", f"NSpid:\t{pid}",
              f"Kthread:\t{int(kthread)}"]
@@ -240,6 +241,14 @@ def _status(pid: int, p: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+_THREAD_SHARED = ("comm", "ppid", "starttime", "cgroup", "uid", "oom_score_adj")
+
+
+def _cgroup_file(path: str | bytes) -> bytes:
+    """/proc/PID/cgroup of a unified host; ``path`` as bytes for names that are not UTF-8."""
+    return b"0::" + (path if isinstance(path, bytes) else path.encode()) + b"\n"
+
+
 def make_procfs(base_dir: str, procs: Mapping[int, Mapping[str, Any]],
                 meminfo_kb: Mapping[str, int] | None = None,
                 vmstat: Mapping[str, int] | None = None,
@@ -248,7 +257,10 @@ def make_procfs(base_dir: str, procs: Mapping[int, Mapping[str, Any]],
 
     ``procs``: ``{pid: {"comm", "state", "ppid", "rss_kb", "swap_kb", "pte_kb",
     "oom_score_adj", "starttime", "kthread", "sigkill_pending", "cgroup", "has_mm",
-    "uid", "raw": {file: text}}}``; a None value under "raw" omits that file.
+    "uid", "raw": {file: text}, "threads": {tid: {...}}}}``; a None value under "raw"
+    omits that file. "threads" adds /proc/PID/task/TID/{stat,status,cgroup} for
+    threads other than the leader: a live thread ("S") by default, with the
+    process's comm, start time, cgroup and uid unless its spec says otherwise.
     ``meminfo_kb`` and ``vmstat`` are merged into realistic defaults;
     ``pressure`` is /proc/pressure/memory as for the cgroup spec.
     """
@@ -271,12 +283,19 @@ def make_procfs(base_dir: str, procs: Mapping[int, Mapping[str, Any]],
         files: dict[str, str | bytes | None] = {
             "stat": _stat_line(pid, p), "status": _status(pid, p),
             "oom_score_adj": f"{p.get('oom_score_adj', 0)}\n",
-            "cgroup": f"0::{cgroup}\n", "comm": f"{p.get('comm', 'proc')}\n",
+            "cgroup": _cgroup_file(cgroup), "comm": f"{p.get('comm', 'proc')}\n",
         }
         files.update(p.get("raw", {}))
         for name, content in files.items():
             if content is not None:
                 _write(os.path.join(pdir, name), content)
+        for tid, t in p.get("threads", {}).items():
+            tdir = os.path.join(pdir, "task", str(tid))
+            os.makedirs(tdir)
+            spec = {**{k: p[k] for k in _THREAD_SHARED if k in p}, **t}
+            _write(os.path.join(tdir, "stat"), _stat_line(tid, spec))
+            _write(os.path.join(tdir, "status"), _status(pid, spec, tid))
+            _write(os.path.join(tdir, "cgroup"), _cgroup_file(spec.get("cgroup", "/")))
     return root
 
 

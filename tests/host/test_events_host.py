@@ -178,3 +178,25 @@ def test_connector_forks_on_request() -> None:
         proc.wait(timeout=PATIENCE_S)
         ev = wait_for(loop, lambda e: e.kind == "proc-fork" and e.detail["pid"] == proc.pid)
         assert ev.detail["ppid"] == os.getpid()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_watching_a_pid_twice_keeps_one_pidfd_and_reports_one_exit() -> None:
+    """A victim of an earlier kill still exiting is among the pids of the next
+    (memory.oom.group) kill: the second watch must not leak the first pidfd,
+    nor end the loop with a KeyError when both become readable."""
+    proc = subprocess.Popen(["sleep", "60"])
+    with EventLoop(signals=False) as loop:
+        before = _open_fds()
+        loop.watch_pid("victim", proc.pid)
+        loop.watch_pid("victim", proc.pid)
+        assert _open_fds() == before + 1
+        proc.kill()
+        proc.wait(timeout=PATIENCE_S)
+        ev = wait_for(loop, lambda e: e.kind == "proc-exit")
+        assert ev.key == "victim"
+        assert _open_fds() == before
+        assert [e.kind for e in loop.wait(0.05)] == ["timeout"]  # nothing stray is left

@@ -14,9 +14,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import pytest
 
+from prioomd import config, select, snapshot, table
 from prioomd.kill import Killer, KillPolicy
 from prioomd.model import Candidate, Decision
 from prioomd.syscalls import LinuxSyscalls
@@ -87,17 +89,25 @@ def spawn(host_cgroup: str) -> Iterator[Spawn]:
         with open(os.path.join(host_cgroup, "cgroup.kill"), "w") as f:
             f.write("1")
         for proc in started:
+            if proc.poll() is None:  # cgroup.kill misses a process whose main thread exited
+                proc.kill()
             proc.wait(timeout=10)
             if proc.stdout is not None:
                 proc.stdout.close()
         _until(lambda: not _populated(host_cgroup), "the test cgroup to empty")
 
 
+def _start(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[19])
+
+
 def task(proc: subprocess.Popen[bytes], root: str, cgdir: str,
          comm: str | None = None) -> Candidate:
     return Candidate(victim_cgroup=_rel(root, cgdir), pid=proc.pid,
                      comm=comm if comm is not None else _comm(proc.pid), badness=1,
-                     rss_bytes=0, kill_cgroup=None, pids=(proc.pid,), reason="host test")
+                     rss_bytes=0, kill_cgroup=None, pids=(proc.pid,), reason="host test",
+                     start_ticks=_start(proc.pid))
 
 
 def decide(*cands: Candidate) -> Decision:
@@ -183,13 +193,20 @@ def test_dry_run_kills_nothing(host_cgroup_root, host_cgroup, spawn):
 
 def test_pid_reuse_guard(host_cgroup_root, host_cgroup, spawn):
     proc = spawn(["sleep", "100"])
+    reused = replace(task(proc, host_cgroup_root, host_cgroup), start_ticks=_start(proc.pid) - 1)
+    result = Killer(host_cgroup_root).execute(decide(reused))
+    assert [a.outcome for a in result.attempts] == ["vanished"]
+    assert "reused" in result.attempts[0].detail and proc.poll() is None
+
+
+def test_not_under_the_victim_cgroup_is_moved_not_killed(host_cgroup_root, host_cgroup, spawn):
+    proc, bystander = spawn(["sleep", "100"]), spawn(["sleep", "100"])
     other = os.path.join(host_cgroup, "other")
     os.mkdir(other)
-    wrong_comm = task(proc, host_cgroup_root, host_cgroup, comm="postgres")
-    wrong_cgroup = task(proc, host_cgroup_root, other)
-    result = Killer(host_cgroup_root).execute(decide(wrong_comm, wrong_cgroup))
-    assert [a.outcome for a in result.attempts] == ["vanished", "vanished"]
-    assert proc.poll() is None
+    result = Killer(host_cgroup_root).execute(decide(
+        task(proc, host_cgroup_root, other), task(bystander, host_cgroup_root, host_cgroup)))
+    assert [a.outcome for a in result.attempts] == ["moved"]
+    assert proc.poll() is None and bystander.poll() is None
 
 
 def test_without_pidfd_kill_and_starttime_guard(host_cgroup_root, host_cgroup, spawn):
@@ -238,3 +255,168 @@ def test_protect_self_warns_but_carries_on():
         assert not any("oom_score_adj" in w for w in warnings)
     else:
         assert any("oom_score_adj" in w and "CAP_SYS_RESOURCE" in w for w in warnings), out
+
+
+# -------------------------------------------------------------------- hostile tenants
+# Each case: a tenant in <test>/low (priority 0) and a bystander in <test>/high
+# (priority 10); the real snapshot and walk choose, the real kill path acts.
+
+PRIO = "trusted.prioomd.priority"
+PR_SET_NAME = 15  # include/uapi/linux/prctl.h
+RENAMER = ("import ctypes, itertools\nlibc = ctypes.CDLL(None)\n"
+           "print('ready', flush=True)\n"
+           "for i in itertools.count():\n"
+           f"    libc.prctl({PR_SET_NAME}, b'hog-%d' % (i % 997), 0, 0, 0)\n")
+EXECER = ("import os, sys, time\nprint('ready', flush=True)\n"
+          "while not os.path.exists(sys.argv[1]):\n    time.sleep(0.01)\n"
+          "os.execvp('sleep', ['sleep', '100'])\n")
+# main() calls pthread_exit() while another thread holds the memory (spec §6.2).
+LEADER_EXITS = ("import ctypes, threading, time\n"
+                "def hold():\n"
+                "    global buf\n"
+                "    buf = b'x' * (32 << 20)\n"
+                "    print('ready', flush=True)\n"
+                "    time.sleep(100)\n"
+                "threading.Thread(target=hold).start()\n"
+                "time.sleep(0.2)\n"
+                "ctypes.CDLL(None).pthread_exit(None)\n")
+
+
+def _leader_state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def _low_high(host_cgroup: str, low_name: bytes = b"low") -> tuple[str, str]:
+    low = os.fsdecode(os.path.join(os.fsencode(host_cgroup), low_name))
+    high = os.path.join(host_cgroup, "high")
+    for path, prio in ((low, b"0"), (high, b"10")):
+        os.makedirs(path)
+        os.setxattr(path, PRIO, prio)
+    return low, high
+
+
+def _walk(root: str, domain_dir: str) -> Decision:
+    snap, _ = snapshot.take(_rel(root, domain_dir), table.PriorityTable(config.Config()),
+                            snapshot.Sources(cgroup_root=root))
+    return select.select_victims(snap, max_candidates=5)
+
+
+def test_a_process_renaming_itself_keeps_its_kill(host_cgroup_root, host_cgroup, spawn):
+    """prctl(PR_SET_NAME) in a loop: the old name check handed the kill to /high."""
+    low, high = _low_high(host_cgroup)
+    hog = spawn([sys.executable, "-c", RENAMER], cgdir=low, ready=b"ready")
+    db = spawn(["sleep", "100"], cgdir=high)
+    killer = Killer(host_cgroup_root, dry_run=True)
+    for _ in range(30):  # each round: a fresh walk, then the kill path's check
+        decision = _walk(host_cgroup_root, host_cgroup)
+        assert [c.pid for c in decision.candidates] == [hog.pid, db.pid]
+        result = killer.execute(decision)
+        assert result.outcome == "dry-run" and result.candidate is not None, result.detail
+        assert result.candidate.pid == hog.pid, result.detail
+    result = Killer(host_cgroup_root).execute(_walk(host_cgroup_root, host_cgroup))
+    assert result.outcome == "killed" and hog.wait(timeout=5) == -signal.SIGKILL
+    assert db.poll() is None
+
+
+def test_a_process_that_execs_after_the_walk_keeps_its_kill(host_cgroup_root, host_cgroup,
+                                                           spawn, tmp_path):
+    """exec() changes comm and everything in /proc but the pid and start time."""
+    low, high = _low_high(host_cgroup)
+    go = tmp_path / "go"
+    hog = spawn([sys.executable, "-c", EXECER, str(go)], cgdir=low, ready=b"ready")
+    db = spawn(["sleep", "100"], cgdir=high)
+    decision = _walk(host_cgroup_root, host_cgroup)
+    assert [c.pid for c in decision.candidates] == [hog.pid, db.pid]
+    go.touch()
+    _until(lambda: _comm(hog.pid) == "sleep", "the exec")
+    result = Killer(host_cgroup_root).execute(decision)
+    assert [a.outcome for a in result.attempts] == ["killed"], result.detail
+    assert hog.wait(timeout=5) == -signal.SIGKILL and db.poll() is None
+
+
+@pytest.mark.parametrize("name", [b"x (deleted)", b"\xff\xfe"])
+def test_hostile_cgroup_names_keep_the_kill(host_cgroup_root, host_cgroup, spawn, name):
+    """A live cgroup named "... (deleted)", one not valid UTF-8 (the kernel refuses
+    only "/" and newlines in names): /proc/PID/cgroup and the directory listing
+    must name the same cgroup."""
+    low, high = _low_high(host_cgroup, b"low/" + name)
+    hog = spawn(["sleep", "100"], cgdir=low)
+    db = spawn(["sleep", "100"], cgdir=high)
+    decision = _walk(host_cgroup_root, host_cgroup)
+    assert [c.pid for c in decision.candidates] == [hog.pid, db.pid]
+    assert decision.candidates[0].victim_cgroup == _rel(host_cgroup_root, low)
+    result = Killer(host_cgroup_root).execute(decision)
+    assert [a.outcome for a in result.attempts] == ["killed"], result.detail
+    assert hog.wait(timeout=5) == -signal.SIGKILL and db.poll() is None
+
+
+def test_a_victim_moving_to_a_sibling_it_owns_is_a_new_decision(host_cgroup_root,
+                                                                host_cgroup, spawn):
+    low, high = _low_high(host_cgroup)
+    for name, prio in (("a", b"0"), ("b", b"5")):
+        os.mkdir(os.path.join(low, name))
+        os.setxattr(os.path.join(low, name), PRIO, prio)
+    hog = spawn(["sleep", "100"], cgdir=os.path.join(low, "a"))
+    db = spawn(["sleep", "100"], cgdir=high)
+    decision = _walk(host_cgroup_root, host_cgroup)
+    assert [c.pid for c in decision.candidates] == [hog.pid, db.pid]
+    with open(os.path.join(low, "b", "cgroup.procs"), "w") as f:  # as the tenant would
+        f.write(str(hog.pid))
+    result = Killer(host_cgroup_root).execute(decision)
+    assert result.outcome == "moved" and len(result.attempts) == 1, result.detail
+    assert hog.poll() is None and db.poll() is None  # nothing killed on a stale ranking
+    again = _walk(host_cgroup_root, host_cgroup)  # the new decision finds it in /low/b
+    assert again.candidates[0].pid == hog.pid
+    assert again.candidates[0].victim_cgroup == _rel(host_cgroup_root, os.path.join(low, "b"))
+
+
+def test_a_process_whose_main_thread_exited_is_killed(host_cgroup_root, host_cgroup, spawn):
+    """pthread_exit() in main: the leader is a zombie, a thread holds 32 MB."""
+    low, high = _low_high(host_cgroup)
+    hog = spawn([sys.executable, "-c", LEADER_EXITS], cgdir=low, ready=b"ready")
+    db = spawn(["sleep", "100"], cgdir=high)
+
+    _until(lambda: _leader_state(hog.pid) == "Z", "the main thread to exit")
+    decision = _walk(host_cgroup_root, host_cgroup)
+    assert [c.pid for c in decision.candidates] == [hog.pid, db.pid], decision.reason
+    assert decision.candidates[0].rss_bytes >= 32 << 20
+    result = Killer(host_cgroup_root).execute(decision)
+    assert result.outcome == "killed", result.detail
+    assert hog.wait(timeout=5) == -signal.SIGKILL and db.poll() is None
+
+
+def test_cgroup_kill_of_a_group_with_an_exited_main_thread(host_cgroup_root, host_cgroup,
+                                                           spawn):
+    """The kernel's cgroup.kill signals the leader thread only; a process whose
+    main thread exited survives it, so the kill path follows up with kill(2)."""
+    group = os.path.join(host_cgroup, "group")
+    os.mkdir(group)
+    hog = spawn([sys.executable, "-c", LEADER_EXITS], cgdir=group, ready=b"ready")
+    _until(lambda: _leader_state(hog.pid) == "Z", "the main thread to exit")
+    rel = _rel(host_cgroup_root, group)
+    cand = Candidate(victim_cgroup=rel, pid=hog.pid, comm="python", badness=1, rss_bytes=0,
+                     kill_cgroup=rel, pids=(hog.pid,), reason="host test")
+    result = Killer(host_cgroup_root, policy=KillPolicy(confirm_timeout_s=3.0)).execute(
+        decide(cand))
+    assert result.outcome == "killed" and result.method == "cgroup.kill", result.detail
+    assert hog.wait(timeout=5) == -signal.SIGKILL and not _populated(group)
+
+
+def test_a_victim_whose_leader_sits_in_a_threaded_cgroup(host_cgroup_root, host_cgroup, spawn):
+    """A threaded child has no readable cgroup.procs: the kill path's check that the
+    process is still where the walk saw it reads cgroup.threads."""
+    low, high = _low_high(host_cgroup)
+    dom, threaded = os.path.join(low, "dom"), os.path.join(low, "dom", "t")
+    os.makedirs(threaded)
+    with open(os.path.join(threaded, "cgroup.type"), "w") as f:
+        f.write("threaded")
+    hog = spawn(["sleep", "100"], cgdir=dom)
+    db = spawn(["sleep", "100"], cgdir=high)
+    with open(os.path.join(threaded, "cgroup.threads"), "w") as f:
+        f.write(str(hog.pid))  # the leader thread moves into the threaded child
+    decision = _walk(host_cgroup_root, host_cgroup)
+    assert [c.pid for c in decision.candidates] == [hog.pid, db.pid]
+    result = Killer(host_cgroup_root).execute(decision)
+    assert [a.outcome for a in result.attempts] == ["killed"], result.detail
+    assert hog.wait(timeout=5) == -signal.SIGKILL and db.poll() is None

@@ -23,7 +23,7 @@ def _decide(root: str, domain: str, **kw: object):
     src = snapshot.Sources(cgroup_root=root)
     snap, _ = snapshot.take(domain, TABLE, src)
     full = select.select_victims(snap, **kw)
-    lazy, _ = lazywalk.decide(domain, TABLE, src, **kw)
+    lazy, _, _ = lazywalk.decide(domain, TABLE, src, **kw)
     return full, lazy
 
 

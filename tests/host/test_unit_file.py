@@ -44,3 +44,9 @@ def test_unit_keeps_the_daemon_alive_and_notified():
     assert "/sys/fs/cgroup" in svc["ReadWritePaths"]
     assert svc.get("ProtectControlGroups", "no") == "no"  # it writes cgroup.kill
     assert "CAP_KILL" in svc["CapabilityBoundingSet"]
+
+
+def test_unit_keeps_the_guard_state_across_a_crash_and_a_stop():
+    svc = _service()
+    assert svc["RuntimeDirectory"] == "prioomd"  # $RUNTIME_DIRECTORY: guard.json
+    assert svc["RuntimeDirectoryPreserve"] == "yes"  # kept after a crash and a stop

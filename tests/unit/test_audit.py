@@ -224,3 +224,89 @@ def test_stderr_is_journal(tmp_path):
                                        f.fileno())
         assert not audit.stderr_is_journal({"JOURNAL_STREAM": "1:2"}, f.fileno())
         assert not audit.stderr_is_journal({}, f.fileno())
+
+
+def test_failing_file_is_reported_at_most_once_a_minute(caplog):
+    now = [0.0]
+    sink = AuditSink("/dev/full", clock=lambda: now[0])  # every write: ENOSPC
+    with caplog.at_level(logging.WARNING, logger="prioomd.audit"):
+        for t in (0.0, 1.0, 59.0, 60.0, 61.0, 119.0):
+            now[0] = t
+            sink.emit(decision_record())
+    reports = [r.getMessage() for r in caplog.records if "not written" in r.getMessage()]
+    assert len(reports) == 2 and "4 record(s) missing" in reports[1]  # at 0 s and 60 s
+    assert sink.lost == 6
+
+
+def test_a_torn_last_line_is_not_glued_to_the_next_record(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(b'{"kind":"decision"}\n{"kind":"dec')  # cut short by an earlier crash
+    sink = AuditSink(str(path))
+    sink.emit(decision_record())
+    sink.close()
+    lines = path.read_bytes().split(b"\n")
+    assert lines[1] == b'{"kind":"dec' and json.loads(lines[2])["kind"] == "decision"
+    assert lines[-1] == b""
+
+
+# ---------------------------------------------------------------- hostile names
+
+HOSTILE = Candidate(victim_cgroup="/t/evil\x1b[31m\x07\udcff", pid=4242,
+                    comm="a\nKilled pid 1)", badness=9000, rss_bytes=1 << 20,
+                    kill_cgroup=None, pids=(4242,), reason="worst task a\nKilled pid 1)")
+HOSTILE_DECISION = Decision(domain="/", candidates=(HOSTILE, NEXT), outcome="kill",
+                            reason="walk / -> /t/evil\x1b[31m\x07\udcff", backend="c",
+                            walk=("/", "/t", "/t/evil\x1b[31m\x07\udcff"))
+HOSTILE_KILLED = KillResult(candidate=HOSTILE, outcome="killed",
+                            attempts=(Attempt(4242, "killed", "ok"),), signal_sent_at=1.0,
+                            exited_at=1.5, freed_bytes=1 << 20, detail="SIGKILL\u202e",
+                            method="pidfd")
+
+
+def hostile_record():
+    return build_decision_record(HOSTILE_DECISION, HOSTILE_KILLED, trigger="psi", ts=TS)
+
+
+def test_message_escapes_tenant_names_on_one_line():
+    msg = audit.format_message(hostile_record())
+    assert msg.startswith("Killed process 4242 (a\\nKilled pid 1)) in "
+                          "/t/evil\\x1b[31m\\a\\xff: ")
+    assert msg.isprintable()  # no newline, ESC, BEL, lone surrogate
+
+
+def test_journal_keeps_raw_names_and_bytes_that_are_not_utf8():
+    fields = audit.journal_fields(hostile_record())
+    assert fields["MESSAGE"] == audit.format_message(hostile_record())
+    assert fields["PRIOOMD_VICTIM_COMM"] == "a\nKilled pid 1)"
+    assert fields["PRIOOMD_DETAIL"] == "SIGKILL\u202e"
+    # A str field could not carry the byte 0xff (systemd.journal.send would raise
+    # and the entry be lost): bytes, the name as the kernel has it.
+    assert fields["PRIOOMD_VICTIM_CGROUP"] == b"/t/evil\x1b[31m\x07\xff"
+    assert fields["PRIOOMD_WALK"] == b"/ /t /t/evil\x1b[31m\x07\xff"
+
+
+def test_json_line_keeps_raw_names(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    sink = AuditSink(str(path))
+    sink.emit(hostile_record())
+    sink.close()
+    (line,) = path.read_bytes().splitlines()
+    assert line.isascii()
+    back = json.loads(line)
+    assert back["victim_comm"] == "a\nKilled pid 1)"
+    assert back["victim_cgroup"].encode("utf-8", "surrogateescape") == b"/t/evil\x1b[31m\x07\xff"
+
+
+def test_log_lines_escape_names(caplog):
+    with caplog.at_level(logging.DEBUG, logger="prioomd.audit"):
+        AuditSink(None).emit(hostile_record())
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2  # the kill and one runner-up
+    assert all(m.isprintable() for m in messages), messages
+
+
+def test_journal_field_with_a_surrogate_no_byte_decodes_to():
+    fields = audit.journal_fields(build_miss_record("/x\ud800", 1, dry_run=False, ts=TS))
+    assert fields["PRIOOMD_DOMAIN"] == b"/x\\ud800"
+    assert fields["MESSAGE"].startswith("Kernel OOM killer killed 1 process(es) in domain "
+                                        "/x\\ud800")

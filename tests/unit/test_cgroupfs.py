@@ -259,6 +259,7 @@ def test_readers_on_a_memory_cgroup(tree):
     cg = os.path.join(tree, "system.slice")
     assert cgroupfs.read_procs(cg) == []
     assert cgroupfs.read_procs(os.path.join(cg, "a.service")) == [20, 21]
+    assert cgroupfs.read_threads(os.path.join(cg, "a.service")) == [20, 21]
     assert cgroupfs.read_usage_bytes(cg) == 300
     assert cgroupfs.read_memory_max(cg) == 1 << 30
     assert cgroupfs.read_memory_high(cg) == 1 << 29
@@ -317,6 +318,7 @@ def test_pressure_eopnotsupp_is_none(tree, monkeypatch):
     ("memory.oom.group", "2\n", cgroupfs.read_oom_group),
     ("memory.events", "oom_kill\n", cgroupfs.read_events),
     ("cgroup.procs", "1\n\xff\n", cgroupfs.read_procs),
+    ("cgroup.threads", "1\n-2\n", cgroupfs.read_threads),
     ("cgroup.controllers", "cpu M\n", cgroupfs.read_controllers),
     ("cgroup.events", "frozen 0\n", cgroupfs.read_populated),
 ])
@@ -522,3 +524,11 @@ def test_hierarchy_path(root, expected):
               "cgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0\n"
               "cgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n")
     assert cgroupfs.hierarchy_path(root, mounts) == expected
+
+
+def test_default_cgroup_root_path_that_is_not_utf8(tmp_path):
+    """A mount point is bytes like any path: decoded as os.listdir would decode it."""
+    path = tmp_path / "mounts"
+    path.write_bytes(b"none /srv/cg-\xff\\040v2 cgroup2 rw 0 0\n")
+    root = cgroupfs.default_cgroup_root(str(path))
+    assert root == "/srv/cg-\udcff v2" and os.fsencode(root) == b"/srv/cg-\xff v2"

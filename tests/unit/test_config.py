@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from pathlib import Path
 
@@ -86,7 +87,8 @@ def test_defaults_programmatic() -> None:
         "root": {"use_priority_oom": False},
         "hints": {"enabled": True, "oomd_avoid": 10, "oomd_omit": 12, "oomd_prefer": 0},
     }
-    assert set(got) == {"daemon", "root", "hints", "detect", "kill", "guard", "audit"}
+    assert set(got) == {"daemon", "root", "hints", "detect", "kill", "guard", "audit",
+                        "metrics"}
     assert got["detect"]["mem_available_floor_pct"] == 5.0
     assert got["kill"]["sigterm_grace_s"] == 0.0 and got["guard"]["enabled"] is True
 
@@ -194,9 +196,11 @@ def test_daemon_key_errors() -> None:
     assert error_of('[daemon]\nmax_candidates = "5"') == (
         f'{SRC}: [daemon] max_candidates = "5" (a string): must be an integer >= 1')
     assert error_of('[daemon]\ncgroup_root = "sys/fs/cgroup"') == (
-        f'{SRC}: [daemon] cgroup_root = "sys/fs/cgroup": must be a string starting with "/"')
+        f'{SRC}: [daemon] cgroup_root = "sys/fs/cgroup": must be a string starting with "/", '
+        'without NUL characters')
     assert error_of("[daemon]\ncgroup_root = 1") == (
-        f'{SRC}: [daemon] cgroup_root = 1 (an integer): must be a string starting with "/"')
+        f'{SRC}: [daemon] cgroup_root = 1 (an integer): must be a string starting with "/", '
+        'without NUL characters')
 
 
 def test_hint_priorities_are_checked() -> None:
@@ -257,7 +261,8 @@ def test_rule_bad_path(path: str, why: str) -> None:
 
 def test_rule_path_wrong_type() -> None:
     msg = error_of(rule("path = 5\npriority = 1"))
-    assert msg == f'{SRC}: [[cgroup]] #1 path = 5 (an integer): must be a string starting with "/"'
+    assert msg == (f'{SRC}: [[cgroup]] #1 path = 5 (an integer): must be a string starting '
+                   'with "/", without NUL characters')
 
 
 def test_rule_on_root_points_to_root_section() -> None:
@@ -357,8 +362,14 @@ def test_load_missing_default_file_gives_defaults(monkeypatch: pytest.MonkeyPatc
 
 
 def test_load_unreadable_and_not_utf8(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cannot read"):
-        load_config(tmp_path)  # a directory
+    with pytest.raises(ConfigError, match=r"not a regular file \(a directory\)"):
+        load_config(tmp_path)
+    locked = tmp_path / "locked.toml"
+    locked.write_text("")
+    locked.chmod(0)
+    if os.geteuid() != 0:  # root reads it anyway
+        with pytest.raises(ConfigError, match="cannot read"):
+            load_config(locked)
     bad = tmp_path / "bad.toml"
     bad.write_bytes(b"[daemon]\n# \xff\n")
     with pytest.raises(ConfigError, match=f"^{re.escape(str(bad))}: not UTF-8"):
@@ -377,5 +388,80 @@ def test_load_names_the_file(tmp_path: Path) -> None:
 def test_shipped_file_states_the_code_defaults_of_the_daemon_sections() -> None:
     """The shipped file writes out the defaults of these sections: they must not drift."""
     shipped = load_config(SHIPPED)
-    for name in ("detect", "kill", "guard", "audit"):
+    for name in ("detect", "kill", "guard", "audit", "metrics"):
         assert getattr(shipped, name) == getattr(Config(), name), name
+
+
+# --- one validation: what run and reload would refuse, check-config refuses (issue 7 #4)
+
+
+@pytest.mark.parametrize(("body", "key", "value", "other"), [
+    ("mem_available_floor_pct = 20.0", "mem_available_floor_pct", "20.0", "mem_available_pct"),
+    ("poll_min_s = 5.0", "poll_min_s", "5.0", "poll_max_s"),
+    ("headroom_min_mib = 2000", "headroom_min_mib", "2000", "headroom_max_mib"),
+    ("trigger_stall_ms = 3000", "trigger_stall_ms", "3000", "trigger_window_ms"),
+])
+def test_relations_between_keys_name_both(body: str, key: str, value: str, other: str) -> None:
+    err = error_of(f"[detect]\n{body}\n")
+    assert f"{SRC}: [detect] {key} = {value}: must be <= {other} (" in err
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "+nan"])
+@pytest.mark.parametrize(("section", "key"), [
+    ("detect", "poll_max_s"), ("detect", "post_action_delay_s"), ("detect", "psi_some_avg10_pct"),
+    ("kill", "confirm_timeout_s"), ("kill", "sigterm_grace_s"), ("kill", "dying_timeout_s"),
+])
+def test_nan_and_infinities_are_refused(section: str, key: str, value: str) -> None:
+    err = error_of(f"[{section}]\n{key} = {value}\n")
+    assert f"[{section}] {key} = " in err and "must be a finite number" in err
+
+
+@pytest.mark.parametrize("body", ["[detect]\npoll_max_s = 61.0", "[detect]\npoll_min_s = 0.001",
+                                  "[kill]\nconfirm_timeout_s = 1e300",
+                                  "[kill]\nsigterm_grace_s = 3600.0",
+                                  "[detect]\npost_action_delay_s = 1e12",
+                                  "[kill]\ndying_timeout_s = 1e300"])
+def test_waits_are_bounded(body: str) -> None:
+    key, value = body.split("\n")[1].split(" = ")
+    assert f"{key} = {float(value)}: must be a number" in error_of(body + "\n")
+
+
+def test_deeply_nested_arrays_are_a_config_error_not_a_crash() -> None:
+    err = error_of("x = " + "[" * 3000 + "]" * 3000 + "\n")
+    assert err.startswith(f"{SRC}: invalid TOML:") and "nested too deep" in err
+
+
+def test_a_fifo_is_refused_without_hanging(tmp_path: Path) -> None:
+    fifo = tmp_path / "prioomd.toml"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match=r"not a regular file \(a FIFO\)"):
+        load_config(fifo)  # would block in open() or read() for a writer
+
+
+@pytest.mark.parametrize(("path", "kind"), [("/dev/null", "a character device"),
+                                            (".", "a directory")])
+def test_non_regular_files_are_refused(path: str, kind: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(f"not a regular file ({kind})")):
+        load_config(path)
+
+
+def test_a_symlink_to_a_regular_file_is_read(tmp_path: Path) -> None:
+    target = tmp_path / "target.toml"
+    target.write_text("[root]\nuse_priority_oom = true\n")
+    link = tmp_path / "prioomd.toml"
+    link.symlink_to(target)
+    assert load_config(link).root.use_priority_oom is True
+
+
+@pytest.mark.parametrize("body", ['[daemon]\ncgroup_root = "/sys/fs/cgroup\\u0000x"',
+                                  '[audit]\nfile = "/var/log/a\\u0000b"'])
+def test_paths_with_nul_are_refused(body: str) -> None:
+    """os functions raise ValueError on a NUL byte: run would die of the cgroup root."""
+    assert "without NUL characters" in error_of(body + "\n")
+
+
+def test_an_integer_too_long_to_convert_is_a_config_error():
+    """tomllib raises a plain ValueError past Python's int conversion limit (found by
+    test_fuzz_config): it is a ConfigError like any other bad TOML, never a crash."""
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        parse_config("[detect]\npoll_max_s = " + "9" * 5000 + "\n", "p.toml")

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
 
 from prioomd import config, daemon, snapshot
-from prioomd.events import EventLoop
+from prioomd.events import Event, EventLoop
 from tests import fakefs, trees
 
 GiB_KB = 1 << 20
@@ -112,14 +113,25 @@ def test_kernel_kill_is_audited_as_a_miss(fake_root, tmp_path, sleepers, monkeyp
     assert misses[0]["domain"] == "/"
 
 
-def test_bad_config_on_reload_keeps_the_old_one(fake_root, tmp_path, sleepers):
+@pytest.mark.parametrize("bad", [
+    "[root]\nuse_priority_oom = 7\n",
+    # accepted by check-config once, then fatal in the reload or in the loop after it
+    "[detect]\nheadroom_min_mib = 2000\n",
+    "[detect]\npoll_min_s = 5.0\n",
+    "[detect]\npoll_max_s = inf\n",
+    "[detect]\nmem_available_floor_pct = 20.0\n",
+    "[detect]\ntrigger_stall_ms = 3000\n",
+])
+def test_bad_config_on_reload_keeps_the_old_one(fake_root, tmp_path, sleepers, bad):
     root, proc, _ = _tree(fake_root, sleepers, mem_available_kb=3 * GiB_KB)
     d, _ = _run(root, proc, tmp_path, seconds=0.1)
     old = d.cfg
-    (tmp_path / "prioomd.toml").write_text("[root]\nuse_priority_oom = 7\n")
+    (tmp_path / "prioomd.toml").write_text(bad)
     with EventLoop(signals=False) as loop:
         d.reload(loop)
-    assert d.cfg is old
+        d._handle(loop, [])  # the loop goes on: one more wake-up, its next timeout
+        assert 0 < d._timeout() <= old.detect.poll_max_s
+    assert d.cfg is old and set(d.states) == {"/"}
 
 
 class _SignalledButNotGone:
@@ -171,3 +183,284 @@ def test_a_decision_reads_only_the_walked_path(fake_root, tmp_path, sleepers, mo
     decision = d._decide(d.states["/"].domain)
     assert [c.pid for c in decision.candidates] == [pids[301]]
     assert read == [pids[301]]
+
+
+def test_a_symlinked_config_is_reloaded_when_its_link_is_swapped(fake_root, tmp_path, sleepers):
+    """Kubernetes ConfigMap layout: prioomd.toml -> ..data/prioomd.toml, ..data -> ..vN.
+    Each swap of ..data is a reload, the second one too, and so is an edit of the file
+    the links now lead to (the watch follows the links after each change)."""
+    root, proc, _ = _tree(fake_root, sleepers, mem_available_kb=3 * GiB_KB)
+    vol = tmp_path / "cfg"
+    for n in (1, 2, 3):
+        (vol / f"..v{n}").mkdir(parents=True)
+        (vol / f"..v{n}" / "prioomd.toml").write_text(
+            f"[root]\nuse_priority_oom = true\n[daemon]\nmax_candidates = {n}\n"
+            "[audit]\nfile = \"\"\njournal = false\n")
+    (vol / "..data").symlink_to("..v1")
+    (vol / "prioomd.toml").symlink_to("..data/prioomd.toml")
+    path = str(vol / "prioomd.toml")
+    d = daemon.Daemon(config.load_config(path), path,
+                      snapshot.Sources(cgroup_root=root, proc_root=proc), dry_run=True,
+                      protect=lambda: [])
+    with EventLoop(signals=False) as loop:
+        d.loop = loop
+        assert d._watch_config(loop)
+        d._arm(loop)
+        for n in (2, 3):
+            tmp = vol / "..data_tmp"
+            tmp.symlink_to(f"..v{n}")
+            os.rename(tmp, vol / "..data")
+            d._handle(loop, loop.wait(5.0))
+            assert d.cfg.daemon.max_candidates == n
+            # the new target, edited in place: seen only if the watch followed the swap
+            text = (vol / f"..v{n}" / "prioomd.toml").read_text()
+            (vol / f"..v{n}" / "prioomd.toml").write_text(text.replace(f"= {n}\n", "= 9\n"))
+            d._handle(loop, loop.wait(5.0))
+            assert d.cfg.daemon.max_candidates == 9
+    d.guard.restore_all()
+
+
+def _without_psi(proc):
+    """A kernel booted with psi=0 or built without PSI: no /proc/pressure at all."""
+    shutil.rmtree(os.path.join(proc, "pressure"))
+
+
+def test_no_psi_kernel_still_kills_at_the_floor(fake_root, tmp_path, sleepers):
+    root, proc, pids = _tree(fake_root, sleepers, mem_available_kb=100_000)  # 2.4 %
+    _without_psi(proc)
+    d, records = _run(root, proc, tmp_path)
+    assert "/" in d.states
+    assert [(r["outcome"], r["victim_pids"]) for r in records] == [("dry-run", [pids[301]])]
+    assert records[0]["trigger"].startswith("floor")
+
+
+def test_no_psi_kernel_grace_check_answers(fake_root, tmp_path, sleepers):
+    root, proc, _ = _tree(fake_root, sleepers, mem_available_kb=3 * GiB_KB)
+    _without_psi(proc)
+    d, _ = _run(root, proc, tmp_path, text="[root]\nuse_priority_oom = true\n"
+                "[kill]\nsigterm_grace_s = 2\n", seconds=0.1)
+    grace_allowed = d.killer.policy.grace_only_if
+    assert grace_allowed is not None and grace_allowed() is True  # plenty above the floor
+    os.remove(os.path.join(proc, "meminfo"))  # unreadable: no grace, SIGKILL at once
+    assert grace_allowed() is False
+
+
+class _Broken:
+    """A killer with a bug: every kill path raises."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def execute(self, decision, recheck=None):
+        self.calls += 1
+        raise KeyError("victim:42")
+
+
+def _raise(*args):
+    raise RuntimeError("a bug")
+
+
+def test_a_bug_in_one_event_is_contained_logged_once_and_counted(
+        fake_root, tmp_path, sleepers, caplog):
+    root, proc, _ = _tree(fake_root, sleepers, mem_available_kb=100_000)
+    d, _ = _run(root, proc, tmp_path, seconds=0.1)
+    d.dry_run, d.exit_after_s, d._stopping = False, None, False
+    d.killer = killer = _Broken()
+    with EventLoop(signals=False) as loop, caplog.at_level("ERROR", "prioomd.daemon"):
+        for _ in range(3):  # three wake-ups under the shortage, each meets the bug
+            d.states["/"].cooldown_until = 0.0
+            d._handle(loop, [Event("timeout")])
+        d.reload = _raise  # a failing event does not keep the next one from its turn
+        d._handle(loop, [Event("signal-reload"), Event("signal-stop")])
+    assert killer.calls == 3 and d.errors == 4
+    assert d._stopping
+    assert "4 internal error(s)" in d._status()
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) == 2  # once per kind of failure, not once per occurrence
+    assert "KeyError" in caplog.text and "RuntimeError" in caplog.text
+
+
+class _FailingOnce(EventLoop):
+    def __init__(self):
+        super().__init__(signals=False)
+        self.waits = 0
+
+    def wait(self, timeout_s=None):
+        self.waits += 1
+        if self.waits == 1:
+            raise KeyError("victim:7")  # the bookkeeping bug of issue 7 item 8
+        return [Event("signal-stop")]
+
+
+def test_a_failing_wait_does_not_end_the_loop(fake_root, tmp_path, sleepers):
+    root, proc, _ = _tree(fake_root, sleepers, mem_available_kb=3 * GiB_KB)
+    conf = tmp_path / "prioomd.toml"
+    conf.write_text("[root]\nuse_priority_oom = true\n[audit]\nfile = ''\njournal = false\n")
+    d = daemon.Daemon(config.load_config(str(conf)), str(conf),
+                      snapshot.Sources(cgroup_root=root, proc_root=proc), dry_run=True,
+                      loop_factory=_FailingOnce, protect=lambda: [])
+    assert d.run() == 0
+    assert d.errors == 1
+
+
+class _Notes:
+    watchdog_interval_s = None
+
+    def __init__(self):
+        self.sent = []
+
+    def __getattr__(self, name):
+        return lambda *args: self.sent.append(name)
+
+
+def test_domain_vanishing_before_the_reload_self_test_is_a_logged_skip(
+        fake_root, tmp_path, sleepers, monkeypatch, caplog):
+    root, proc, _ = _tree(fake_root, sleepers, mem_available_kb=3 * GiB_KB)
+    os.setxattr(os.path.join(root, "B"), trees.UPO, b"1")
+    with open(os.path.join(root, "B", "memory.max"), "w") as f:
+        f.write(str(1 << 30))
+    d, _ = _run(root, proc, tmp_path, seconds=0.1)
+    d.notifier = notes = _Notes()
+    arm = d._arm
+
+    def arm_then_vanish(loop):  # /B goes away right after discovery and arming
+        arm(loop)
+        shutil.rmtree(os.path.join(root, "B"))
+
+    monkeypatch.setattr(d, "_arm", arm_then_vanish)
+    (tmp_path / "prioomd.toml").write_text(
+        "[root]\nuse_priority_oom = true\n[audit]\nfile = ''\njournal = false\n"
+        "[detect]\npost_action_delay_s = 7\n")
+    d.states.clear()  # rediscover /B, as a reload that newly enables it would
+    with EventLoop(signals=False) as loop, caplog.at_level("INFO", "prioomd.daemon"):
+        d.reload(loop)
+    assert d.cfg.detect.post_action_delay_s == 7  # the new config is in force
+    assert notes.sent[-1] == "ready"
+    assert "self-test /B skipped" in caplog.text
+
+
+def test_the_kill_path_feeds_the_watchdog_while_it_waits(fake_root, tmp_path, sleepers):
+    root, proc, _ = _tree(fake_root, sleepers, mem_available_kb=3 * GiB_KB)
+    d, _ = _run(root, proc, tmp_path, seconds=0.1)
+    d.notifier = notes = _Notes()
+    d.killer._wait(None, 0, 0.001)  # one slice of a grace or confirmation wait
+    assert notes.sent == ["watchdog"]
+
+
+def test_config_directory_removed_and_recreated(fake_root, tmp_path, sleepers, caplog):
+    root, proc, _ = _tree(fake_root, sleepers, mem_available_kb=3 * GiB_KB)
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    conf = etc / "prioomd.toml"
+    base = "[root]\nuse_priority_oom = true\n[audit]\nfile = ''\njournal = false\n"
+    conf.write_text(base)
+    d = daemon.Daemon(config.load_config(str(conf)), str(conf),
+                      snapshot.Sources(cgroup_root=root, proc_root=proc), dry_run=True,
+                      protect=lambda: [])
+    with EventLoop(signals=False) as loop, caplog.at_level("INFO", "prioomd.daemon"):
+        assert d._watch_config(loop)
+        shutil.rmtree(etc)
+        d._handle(loop, loop.wait(5.0))
+        assert "went away" in caplog.text and d.cfg.detect.post_action_delay_s != 9
+        d._handle(loop, [Event("timeout")])  # still gone: nothing to do, nothing breaks
+        etc.mkdir()
+        conf.write_text(base + "[detect]\npost_action_delay_s = 9\n")
+        d._handle(loop, [Event("timeout")])  # back: watched again, and read
+        assert d.cfg.detect.post_action_delay_s == 9
+        conf.write_text(base + "[detect]\npost_action_delay_s = 11\n")
+        d._handle(loop, loop.wait(5.0))  # and its changes are seen again
+        assert d.cfg.detect.post_action_delay_s == 11
+    assert d.errors == 0
+
+class _MovedKiller:
+    """A killer whose first ``moved`` answers say the victim left its cgroup."""
+
+    def __init__(self, moved: int):
+        self.moved = moved
+        self.calls = 0
+
+    def execute(self, decision, recheck=None):
+        from prioomd.model import KillResult
+        self.calls += 1
+        cand = decision.candidates[0]
+        if self.calls <= self.moved:
+            return KillResult(cand, "moved", (), None, None, 0, "left /B/E", False)
+        return KillResult(cand, "killed", (), 1.0, 1.1, 0, "SIGKILL", False)
+
+
+@pytest.mark.parametrize("moved, killed", [
+    (1, True),  # the victim left its cgroup: decide again, kill what the new walk says
+    (99, False),  # a hopper: bounded, the next event retries
+])
+def test_a_victim_that_moved_means_a_new_decision(fake_root, tmp_path, sleepers, moved,
+                                                  killed):
+    calls = 2 if killed else 1 + daemon.MOVED_REDECISIONS
+    root, proc, _ = _tree(fake_root, sleepers, mem_available_kb=100_000)
+    d, _ = _run(root, proc, tmp_path, seconds=0.1)
+    d.dry_run = False
+    d.killer = killer = _MovedKiller(moved)
+    d.loop = _Loop()
+    decided = []
+    real_decide = d._decide
+    d._decide = lambda dom: decided.append(dom.path) or real_decide(dom)
+    state = d.states["/"]
+    state.cooldown_until = 0.0
+    d._check(state, "poll")
+    assert killer.calls == calls and len(decided) == calls
+    assert d.gate.waiting("/") is killed
+
+
+def test_a_stuck_dying_task_blocks_its_domain_only_for_dying_timeout_s(fake_root, tmp_path,
+                                                                      sleepers):
+    """Issue 7 A.3: a task stuck in D with SIGKILL pending kept the walk on "wait"
+    forever. Past [kill] dying_timeout_s it is reaped and skipped."""
+    root, proc, pids = _tree(fake_root, sleepers, mem_available_kb=100_000)
+    with open(os.path.join(proc, str(pids[301]), "status")) as f:
+        status = f.read()
+    with open(os.path.join(proc, str(pids[301]), "status"), "w") as f:  # SIGKILL pending
+        f.write(status.replace("SigPnd:\t0000000000000000", "SigPnd:\t0000000000000100"))
+    now = [1000.0]
+    cfg = config.parse_config("[root]\nuse_priority_oom = true\n[audit]\nfile = ''\n"
+                              "journal = false\n", "test")
+    src = snapshot.Sources(cgroup_root=root, proc_root=proc, clock=lambda: now[0])
+    d = daemon.Daemon(cfg, None, src, dry_run=False, loop_factory=lambda: EventLoop(
+        signals=False), protect=lambda: [])
+    with EventLoop(signals=False) as loop:
+        d._arm(loop)  # discovers the root domain; decides nothing
+    reaped = []
+    d.killer.reap = lambda pid, start: reaped.append(pid) or "reaped"
+    dom = d.states["/"].domain
+    timeout_s = getattr(cfg.kill, "dying_timeout_s", 5.0)  # (the option is new)
+    assert d._decide(dom).outcome == "wait"
+    now[0] += timeout_s - 0.5
+    assert d._decide(dom).outcome == "wait" and reaped == []
+    now[0] += 0.5
+    decision = d._decide(dom)
+    assert decision.outcome == "kill" and reaped == [pids[301]]
+    assert decision.candidates[0].pid == pids[302]  # /B/F: /B/E holds only the stuck one
+
+
+def test_metrics_count_the_decisions_misses_and_reloads_of_a_run(fake_root, tmp_path, sleepers,
+                                                                 monkeypatch):
+    pytest.importorskip("prometheus_client")
+    from prometheus_client.parser import text_string_to_metric_families
+    root, proc, _ = _tree(fake_root, sleepers, mem_available_kb=100_000)
+    real = daemon.domains.root_oom_kills
+    calls = iter(range(100))
+    monkeypatch.setattr(daemon.domains, "root_oom_kills",
+                        lambda proc_root: real(proc_root) + (2 if next(calls) >= 1 else 0))
+    prom = tmp_path / "prioomd.prom"
+    d, records = _run(root, proc, tmp_path, text="[root]\nuse_priority_oom = true\n"
+                      f'[metrics]\nenabled = true\ntextfile = "{prom}"\n')
+    (tmp_path / "prioomd.toml").write_text("[root]\nuse_priority_oom = 7\n")
+    with EventLoop(signals=False) as loop:
+        d.reload(loop)  # rejected: counted
+    d.metrics.close()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for fam in text_string_to_metric_families(prom.read_text()) for s in fam.samples}
+    assert [r["outcome"] for r in records if r["kind"] == "decision"] == ["dry-run"]
+    assert samples[("prioomd_decisions_total", (("domain", "/"), ("outcome", "dry-run"),
+                                                ("trigger", "floor")))] == 1
+    assert samples[("prioomd_misses_total", (("domain", "/"),))] == 2
+    assert samples[("prioomd_config_reloads_total", (("result", "rejected"),))] == 1
+    assert samples[("prioomd_dry_run", ())] == 1

@@ -232,7 +232,7 @@ def test_poll_interval_counts_swap_headroom() -> None:
     total=st.integers(0, 1 << 42), avail=st.integers(-(1 << 30), 1 << 42),
     swap_total=st.integers(0, 1 << 40), swap_free=st.integers(0, 1 << 40),
     prev_avail=st.integers(0, 1 << 42), dt=st.floats(-5.0, 5.0, allow_nan=False),
-    lo=st.floats(0.001, 1.0), span=st.floats(0.0, 5.0),
+    lo=st.floats(0.01, 1.0), span=st.floats(0.0, 5.0),
 )
 def test_poll_interval_in_bounds(total: int, avail: int, swap_total: int, swap_free: int,
                                  prev_avail: int, dt: float, lo: float, span: float) -> None:
@@ -268,7 +268,9 @@ def test_guard_high_bytes(max_bytes: int | None, headroom: int, current_high: in
 @pytest.mark.parametrize(
     "kwargs",
     [{"mem_available_pct": 120.0}, {"mem_available_floor_pct": 20.0},
-     {"poll_min_s": 2.0, "poll_max_s": 1.0}, {"poll_min_s": 0.0}, {"mem_fill_bytes_per_s": 0}],
+     {"poll_min_s": 2.0, "poll_max_s": 1.0}, {"poll_min_s": 0.0}, {"mem_fill_bytes_per_s": 0},
+     {"poll_max_s": float("inf")}, {"poll_max_s": 61.0}, {"poll_min_s": float("nan")},
+     {"mem_available_pct": float("nan")}],
 )
 def test_root_thresholds_validate(kwargs: dict) -> None:
     with pytest.raises(ValueError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -94,6 +95,21 @@ def test_config_watch_sees_in_place_and_atomic_writes(tmp_path: Path) -> None:
         assert loop.wait(0.05) == [Event("timeout")]
 
 
+def test_config_directory_removed_is_reported_gone(tmp_path: Path) -> None:
+    conf_dir = tmp_path / "etc"
+    conf_dir.mkdir()
+    (conf_dir / "prioomd.toml").write_text("a = 1\n")
+    with EventLoop(signals=False) as loop:
+        loop.watch_config("config", str(conf_dir / "prioomd.toml"))
+        shutil.rmtree(conf_dir)
+        events = loop.wait(5.0)
+        assert ("gone", "config") in [(e.kind, e.key) for e in events]
+        conf_dir.mkdir()  # back again: a new watch sees writes again
+        loop.watch_config("config", str(conf_dir / "prioomd.toml"))
+        (conf_dir / "prioomd.toml").write_text("a = 2\n")
+        assert [(e.kind, e.key) for e in loop.wait(5.0)] == [("file-changed", "config")]
+
+
 def test_close_restores_signal_handlers() -> None:
     before = signal.getsignal(signal.SIGHUP)
     wakeup = signal.set_wakeup_fd(-1)
@@ -104,3 +120,63 @@ def test_close_restores_signal_handlers() -> None:
     loop.close()  # idempotent
     assert signal.getsignal(signal.SIGHUP) is before
     assert signal.set_wakeup_fd(wakeup) == wakeup
+
+
+def _swap_link(link: Path, target: str) -> None:
+    """Point ``link`` at ``target`` by rename, as Kubernetes swaps its ..data link."""
+    tmp = link.with_name(link.name + "_tmp")
+    tmp.symlink_to(target)
+    os.rename(tmp, link)
+
+
+def test_config_behind_a_symlink_target_edited_in_its_own_directory(tmp_path: Path) -> None:
+    """/etc/prioomd/prioomd.toml -> /srv/cfg/prioomd.toml, the target replaced by
+    rename or rewritten in place (configuration management)."""
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "srv").mkdir()
+    target = tmp_path / "srv" / "prioomd.toml"
+    target.write_text("a = 1\n")
+    link = tmp_path / "etc" / "prioomd.toml"
+    link.symlink_to(target)
+    with EventLoop(signals=False) as loop:
+        loop.watch_config("config", str(link))
+        write_atomically(target, "a = 2\n")
+        assert [(e.kind, e.key) for e in loop.wait(5.0)] == [("file-changed", "config")]
+        target.write_text("a = 3\n")
+        assert [(e.kind, e.key) for e in loop.wait(5.0)] == [("file-changed", "config")]
+        (tmp_path / "srv" / "other.toml").write_text("x")
+        assert loop.wait(0.05) == [Event("timeout")]
+
+
+def test_config_behind_a_kubernetes_style_data_link_swap(tmp_path: Path) -> None:
+    """A ConfigMap volume: prioomd.toml -> ..data/prioomd.toml, ..data -> ..v1; an
+    update writes ..v2 and renames a new ..data link over the old one."""
+    vol = tmp_path / "cfg"
+    for version in ("..v1", "..v2", "..v3"):
+        (vol / version).mkdir(parents=True)
+        (vol / version / "prioomd.toml").write_text(f"# {version}\n")
+    (vol / "..data").symlink_to("..v1")
+    (vol / "prioomd.toml").symlink_to("..data/prioomd.toml")
+    with EventLoop(signals=False) as loop:
+        loop.watch_config("config", str(vol / "prioomd.toml"))
+        _swap_link(vol / "..data", "..v2")
+        assert [(e.kind, e.key) for e in loop.wait(5.0)] == [("file-changed", "config")]
+        loop.remove("config")  # what the daemon does on reload: follow the new links
+        loop.watch_config("config", str(vol / "prioomd.toml"))
+        (vol / "..v1" / "prioomd.toml").write_text("# no longer the config\n")
+        assert loop.wait(0.05) == [Event("timeout")]
+        _swap_link(vol / "..data", "..v3")
+        assert [(e.kind, e.key) for e in loop.wait(5.0)] == [("file-changed", "config")]
+
+
+def test_config_watch_raises_when_nothing_on_the_way_exists(tmp_path: Path) -> None:
+    """The daemon then keeps trying (see daemon._watch_config); a link whose target's
+    directory is missing mid-swap is still watched where the link lives."""
+    with EventLoop(signals=False) as loop:
+        with pytest.raises(OSError):
+            loop.watch_config("config", str(tmp_path / "absent" / "prioomd.toml"))
+        link = tmp_path / "prioomd.toml"
+        link.symlink_to(tmp_path / "absent" / "prioomd.toml")
+        loop.watch_config("config", str(link))  # dangling: the link's directory is watched
+        _swap_link(link, str(tmp_path / "other.toml"))
+        assert [(e.kind, e.key) for e in loop.wait(5.0)] == [("file-changed", "config")]

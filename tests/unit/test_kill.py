@@ -9,6 +9,7 @@ import os
 import select
 import shutil
 import signal
+import threading
 
 import pytest
 
@@ -32,6 +33,7 @@ class World:
         self.stubborn: set[int] = set()  # never exit (stuck in D state)
         self.term_exits: set[int] = set()  # exit on SIGTERM
         self.eperm: set[int] = set()
+        self.leader_exited: set[int] = set()  # cgroup.kill misses them, as the kernel does
         self.hooks: list = []  # run at each wait, with the world
 
     def exit(self, pid: int) -> None:
@@ -72,7 +74,7 @@ class World:
                 path = os.path.join(dirpath, "cgroup.kill")
                 with open(path) as f:
                     if f.read().strip() == "1":
-                        self.doomed.update(self.members(dirpath))
+                        self.doomed.update(set(self.members(dirpath)) - self.leader_exited)
                         open(path, "w").close()
         for pid in sorted(self.doomed - self.stubborn):
             self.exit(pid)
@@ -151,9 +153,11 @@ def make_killer(world: World, clock: Clock, sys: FakeSys, **kw) -> Killer:
 
 
 def cand(pid: int, cgroup: str = "/a", comm: str = "worker", *, kill_cgroup: str | None = None,
-         pids: tuple[int, ...] | None = None, rss: int = 1 << 20) -> Candidate:
+         pids: tuple[int, ...] | None = None, rss: int = 1 << 20,
+         start_ticks: int = 0) -> Candidate:
     return Candidate(victim_cgroup=cgroup, pid=pid, comm=comm, badness=100, rss_bytes=rss,
-                     kill_cgroup=kill_cgroup, pids=pids or (pid,), reason="test")
+                     kill_cgroup=kill_cgroup, pids=pids or (pid,), reason="test",
+                     start_ticks=start_ticks)
 
 
 def decision(*cands: Candidate) -> Decision:
@@ -197,24 +201,106 @@ def test_kill_one_task_by_pidfd(world, clock, sys):
     assert world.alive == {101, 102}  # at most one kill
 
 
-@pytest.mark.parametrize("make_gone", ["dead", "comm", "cgroup", "zombie"])
+@pytest.mark.parametrize("make_gone", ["dead", "reused", "zombie"])
 def test_vanished_falls_through(world, clock, sys, make_gone):
     if make_gone == "dead":
         world.exit(100)
-        first = cand(100)
-    elif make_gone == "comm":  # pid reused (or exec'd) since the snapshot
-        first = cand(100, comm="old-name")
-    elif make_gone == "cgroup":  # moved out of the victim, or reused elsewhere
-        first = cand(100, cgroup="/b")
+    elif make_gone == "reused":  # pid 100 exited and a newer process took the number
+        _reuse_pid(world, 100)
     else:
         world.exit(100)
         fakefs.make_procfs(os.path.join(world.proc, "z"), {100: {"state": "Z", "comm": "worker"}})
         os.rename(os.path.join(world.proc, "z", "proc", "100"), os.path.join(world.proc, "100"))
         world.alive.add(100)
-        first = cand(100)
+    first = cand(100, start_ticks=1100)
     result = make_killer(world, clock, sys).execute(decision(first, cand(101)))
     assert [a.outcome for a in result.attempts] == ["vanished", "killed"]
     assert result.candidate == cand(101) and sys.signals() == [(101, signal.SIGKILL)]
+
+
+def test_a_renamed_process_is_still_the_victim(world, clock, sys):
+    """prctl(PR_SET_NAME) or exec between the walk and the kill: same pidfd, same
+    start time, same process. It used to count as vanished, handing the kill on."""
+    result = make_killer(world, clock, sys).execute(
+        decision(cand(100, comm="old-name", start_ticks=1100), cand(101)))
+    assert [a.outcome for a in result.attempts] == ["killed"]
+    assert sys.signals() == [(100, signal.SIGKILL)]
+
+
+# Cgroup names are tenant bytes: " (deleted)" (the kernel's mark of a removed cgroup,
+# here part of a live name), not UTF-8 (surrogateescape, as os.listdir gives it), a
+# colon. (cgroup_mkdir() refuses "/" and newlines.)
+HOSTILE_NAMES = ["x (deleted)", "\udcff\udcfe", "0::x"]
+
+
+def _low_high(fake_root: str, name: str) -> World:
+    procs = {100: {"comm": "hog", "cgroup": os.fsencode(f"/low/{name}"), "starttime": 1100},
+             101: {"comm": "db", "cgroup": "/high", "starttime": 1101}}
+    return World(fake_root, procs, {"children": {
+        "low": {"children": {name: {"procs": [100]}}}, "high": {"procs": [101]}}})
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_hostile_cgroup_names_do_not_hand_the_kill_on(fake_root, clock, name):
+    w = _low_high(fake_root, name)
+    s = FakeSys(w)
+    result = make_killer(w, clock, s).execute(decision(
+        cand(100, f"/low/{name}", "hog", start_ticks=1100),
+        cand(101, "/high", "db", start_ticks=1101)))
+    assert [a.outcome for a in result.attempts] == ["killed"], result.detail
+    assert s.signals() == [(100, signal.SIGKILL)]
+
+
+def _move(world: World, pid: int, src: str, dst: str, printed: str | None = None) -> None:
+    """pid leaves cgroup ``src`` for ``dst`` (its /proc entry says ``printed``)."""
+    for rel, add in ((src, False), (dst, True)):
+        for name in ("cgroup.procs", "cgroup.threads"):
+            path = os.path.join(world.cg, rel.lstrip("/"), name)
+            with open(path) as f:
+                pids = [int(p) for p in f.read().split() if int(p) != pid]
+            with open(path, "w") as f:
+                f.write("".join(f"{p}\n" for p in pids + ([pid] if add else [])))
+    with open(os.path.join(world.proc, str(pid), "cgroup"), "w") as f:
+        f.write(f"0::{printed or dst}\n")
+
+
+@pytest.mark.parametrize("dst, printed", [
+    ("/b", None),  # into a sibling it owns
+    ("/b", "/a"),  # /proc still claims the old place: the tree has the last word
+    ("/b", "/a/x (deleted)"),
+])
+def test_a_victim_that_left_its_cgroup_is_a_new_decision(fake_root, clock, dst, printed):
+    procs = {pid: {"comm": "worker", "cgroup": "/a", "starttime": 1000 + pid}
+             for pid in (100, 101)}
+    w = World(fake_root, procs, {"children": {"a": {"procs": [100, 101]}, "b": {}}})
+    _move(w, 100, "/a", dst, printed)
+    s = FakeSys(w)
+    result = make_killer(w, clock, s).execute(decision(cand(100), cand(101)))
+    assert result.outcome == "moved" and len(result.attempts) == 1, result.detail
+    assert s.signals() == []  # not the next candidate either: the ranking is stale
+
+
+def test_a_victim_that_moved_deeper_inside_the_victim_is_killed(fake_root, clock):
+    procs = {100: {"comm": "worker", "cgroup": "/a", "starttime": 1100}}
+    w = World(fake_root, procs, {"children": {"a": {"procs": [100], "children": {"in": {}}}}})
+    _move(w, 100, "/a", "/a/in")
+    s = FakeSys(w)
+    result = make_killer(w, clock, s).execute(decision(cand(100)))
+    assert result.outcome == "killed" and s.signals() == [(100, signal.SIGKILL)]
+
+
+def test_a_process_whose_leader_exited_is_killed(fake_root, clock):
+    """pthread_exit() in main: the leader is "Z" without an mm, a thread holds the
+    memory (spec §6.2). Its location is read through that thread."""
+    procs = {100: {"comm": "tenant", "state": "Z", "cgroup": "/a (deleted)",
+                   "starttime": 1100, "threads": {105: {"cgroup": "/a", "rss_kb": 1024}}},
+             101: {"comm": "worker", "cgroup": "/a", "starttime": 1101}}
+    w = World(fake_root, procs, {"children": {"a": {
+        "procs": [100, 101], "raw": {"cgroup.threads": "105\n101\n"}}}})
+    s = FakeSys(w)
+    result = make_killer(w, clock, s).execute(decision(cand(100), cand(101)))
+    assert [a.outcome for a in result.attempts] == ["killed"], result.detail
+    assert s.signals() == [(100, signal.SIGKILL)]
 
 
 def test_eperm_is_refused_with_a_warning_then_next(world, clock, sys, caplog):
@@ -427,6 +513,17 @@ def test_cgroup_kill(gworld, clock):
         assert f.read().startswith("populated 0")
 
 
+def test_cgroup_kill_then_kill_what_it_missed(gworld, clock):
+    """cgroup.kill signals each leader thread alone: a process whose main thread
+    exited (pthread_exit) keeps running. What is left gets kill(2)."""
+    gworld.leader_exited.add(201)
+    s = FakeSys(gworld)
+    result = make_killer(gworld, clock, s).execute(decision(gcand()))
+    assert result.outcome == "killed" and result.method == "cgroup.kill", result.detail
+    assert s.signals() == [(201, signal.SIGKILL)]
+    assert gworld.alive == {300}
+
+
 def test_cgroup_without_cgroup_kill_falls_back_to_procs(gworld, clock):
     os.unlink(os.path.join(gworld.cg, "g", "cgroup.kill"))
     os.unlink(os.path.join(gworld.cg, "g", "sub", "cgroup.kill"))
@@ -531,3 +628,83 @@ def test_cgroup_kill_not_confirmed(gworld, clock):
 def test_bad_kill_cgroup_path_is_a_bug(gworld, clock):
     with pytest.raises(ValueError):
         make_killer(gworld, clock, FakeSys(gworld)).execute(decision(gcand("/g/../h")))
+
+
+# -------------------------------------------------------------------- keepalive
+
+def _pinged_killer(world: World, clock: Clock, sys: FakeSys, policy: KillPolicy,
+                   pings: list[float]) -> Killer:
+    def wait(fd: int | None, events: int, timeout_s: float) -> None:
+        clock.now += timeout_s  # nothing wakes us: every wait lasts its whole timeout
+        world.tick()
+    return Killer(world.cg, proc_root=world.proc, clock=clock, wait=wait, syscalls=sys,
+                  policy=policy, keepalive=lambda: pings.append(clock.now))
+
+
+def _longest_gap(start: float, pings: list[float], end: float) -> float:
+    times = [start, *pings, end]
+    return max(b - a for a, b in zip(times, times[1:], strict=False))
+
+
+def test_keepalive_during_an_hour_of_grace_and_an_hour_of_confirmation(world, clock, sys):
+    """No upper bound holds the kill path under WatchdogSec=10s: grace and
+    confirmation can each be long (here an hour). The watchdog is fed throughout."""
+    world.stubborn.add(100)  # ignores SIGTERM, and SIGKILL is never confirmed (D state)
+    pings: list[float] = []
+    policy = KillPolicy(sigterm_grace_s=3600.0, confirm_timeout_s=3600.0)
+    start = clock.now
+    result = _pinged_killer(world, clock, sys, policy, pings).execute(decision(cand(100)))
+    assert result.outcome == "failed"
+    assert sys.signals() == [(100, signal.SIGTERM), (100, signal.SIGKILL)]
+    assert clock.now - start >= 7200.0
+    assert _longest_gap(start, pings, clock.now) <= kill.KEEPALIVE_TICK_S
+
+
+def test_keepalive_while_a_cgroup_kill_is_confirmed(fake_root, clock):
+    w = World(fake_root, PROCS, CGROUPS)
+    w.stubborn.add(101)
+    pings: list[float] = []
+    start = clock.now
+    result = _pinged_killer(w, clock, FakeSys(w), KillPolicy(confirm_timeout_s=30.0),
+                            pings).execute(decision(cand(100, kill_cgroup="/a",
+                                                         pids=(100, 101, 102))))
+    assert result.outcome == "failed" and clock.now - start >= 30.0
+    assert _longest_gap(start, pings, clock.now) <= kill.KEEPALIVE_TICK_S
+
+# -------------------------------------------------------------------- reaping a stuck victim
+
+
+def _join_reapers() -> None:
+    for t in threading.enumerate():
+        if t.name.startswith("prioomd-reap-"):
+            t.join(timeout=5)
+
+
+def test_reap_mreleases_in_a_thread_and_closes_the_pidfd(world, clock, sys):
+    detail = make_killer(world, clock, sys).reap(100, 1100)
+    _join_reapers()
+    assert "process_mrelease" in detail and sys.mreleased == [100]
+    assert sorted(sys.closed) == sorted(sys.fds) and sys.signals() == []
+
+
+@pytest.mark.parametrize("start, kw, why", [
+    (999, {}, "gone before the reap"),  # the pid names another process now
+    (1100, {"dry_run": True}, "dry-run"),
+    (1100, {"policy": KillPolicy(mrelease=False)}, "no mrelease"),
+])
+def test_reap_only_the_same_process_and_only_for_real(world, clock, sys, start, kw, why):
+    detail = make_killer(world, clock, sys, **kw).reap(100, start)
+    _join_reapers()
+    assert why in detail and sys.mreleased == []
+    assert sorted(sys.closed) == sorted(sys.fds)
+
+
+def test_private_cgroup_namespace_paths_are_mapped_back_to_the_tree(fake_root, clock):
+    """In a pod's private cgroup namespace /proc/PID/cgroup reads "/../../a": with the
+    namespace's root known, that is /a, the victim's cgroup, not a moved process."""
+    procs = {pid: {**spec, "cgroup": "/../../a"} for pid, spec in PROCS.items()}
+    w = World(fake_root, procs, CGROUPS)
+    killer = make_killer(w, clock, FakeSys(w), cgroupns_root="/kubepods.slice/kubepods-podx.slice")
+    result = killer.execute(decision(cand(100), cand(101)))
+    assert [a.outcome for a in result.attempts] == ["killed"]
+    assert result.candidate == cand(100)

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from prioomd import config, lazywalk, procfs, select, snapshot, table
+from prioomd import config, dying, lazywalk, procfs, select, snapshot, table
 from prioomd.errors import Vanished
 from prioomd.model import Decision
 from tests import fakefs, trees
@@ -41,7 +41,7 @@ def _both(root: str, proc: str, backend: str, domain: str = "/", **kw: Any
     src = _sources(root, proc)
     snap, _ = snapshot.take(domain, TABLE, src)
     full = select.select_victims(snap, backend=backend, **kw)
-    lazy, _ = lazywalk.decide(domain, TABLE, src, backend=backend, **kw)
+    lazy, _, _ = lazywalk.decide(domain, TABLE, src, backend=backend, **kw)
     return full, lazy
 
 
@@ -86,7 +86,7 @@ def test_reads_tasks_only_where_the_walk_stops(fake_root, backend, monkeypatch):
     real_procs = lazywalk.cgroupfs.read_procs
     monkeypatch.setattr(lazywalk.cgroupfs, "read_procs",
                         lambda d: procs_read.append(os.path.relpath(d, root)) or real_procs(d))
-    d, _ = lazywalk.decide("/", TABLE, _sources(root, proc), backend=backend,
+    d, _, _ = lazywalk.decide("/", TABLE, _sources(root, proc), backend=backend,
                            max_candidates=1)
     assert [c.pid for c in d.candidates] == [301]
     assert read_pids == [301]
@@ -166,6 +166,27 @@ def test_dying_victim_means_wait_and_nothing_killable_means_none(fake_root, back
     assert "2 processes, 2 unkillable" in lazy.reason
 
 
+def test_settle_stops_the_wait_for_an_overdue_victim(fake_root, backend):
+    """dying.DyingWatch composes with the lazy walk as with the full one: a victim
+    with SIGKILL pending is waited for, then past the bound walked past."""
+    cg, procs = trees.worked_example()
+    procs[301]["sigkill_pending"] = True
+    root, proc = _build(fake_root, cg, procs)
+    src = _sources(root, proc)
+    watch, full_watch = dying.DyingWatch(5.0), dying.DyingWatch(5.0)
+    snap, _ = snapshot.take("/", TABLE, src)
+    for now, outcome in ((0.0, "wait"), (10.0, "kill")):
+        lazy, _, overdue = lazywalk.decide("/", TABLE, src, backend=backend,
+                                           settle=lambda s, t=now: watch.settle(s, t))
+        settled, full_overdue = full_watch.settle(snap, now)
+        full = select.select_victims(settled, backend=backend)
+        assert lazy.outcome == full.outcome == outcome
+        assert [t.pid for t in overdue] == [t.pid for t in full_overdue]
+    assert [t.pid for t in overdue] == [301]
+    assert _comparable(lazy) == _comparable(full)
+    assert lazy.candidates[0].pid == 302  # E holds nothing killable now: F
+
+
 def test_cgroup_domain_and_vanished_domain(fake_root, backend):
     root, proc = _build(fake_root, *trees.worked_example())
     full, lazy = _both(root, proc, backend, domain="/A")
@@ -186,7 +207,7 @@ def test_cgroup_vanishing_mid_walk_counts_as_empty(fake_root, backend, monkeypat
         return real(cgdir)
 
     monkeypatch.setattr(lazywalk.cgroupfs, "read_procs", vanish_e)
-    d, _ = lazywalk.decide("/", TABLE, _sources(root, proc), backend=backend)
+    d, _, _ = lazywalk.decide("/", TABLE, _sources(root, proc), backend=backend)
     assert [c.pid for c in d.candidates][:1] == [302]
 
 

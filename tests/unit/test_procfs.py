@@ -209,7 +209,11 @@ HYBRID_CGROUP = ("9:name=systemd:/\n8:pids:/\n4:memory:/process_api/adee393a6db0
     ("0::/user.slice/user-1000.slice/session-2.scope\n",
      "/user.slice/user-1000.slice/session-2.scope"),
     ("0::/a:b\n", "/a:b"),
-    ("0::/gone (deleted)\n", "/gone"),
+    # Names are tenant bytes: kept as printed. " (deleted)" may be part of a live
+    # cgroup's name; only the tree tells it from the kernel's mark (kill.py).
+    ("0::/low/x (deleted)\n", "/low/x (deleted)"),
+    ("0::/low/a\n0::/high\n", "/low/a\n0::/high"),  # (cgroup_mkdir refuses newlines)
+    ("0::/low/\udcff\udcfe\n", "/low/\udcff\udcfe"),  # not UTF-8 (surrogateescape)
     ("4:memory:/x\n1:cpu:/\n", None),  # v1-only host
     ("", None),
 ])
@@ -376,6 +380,51 @@ def test_read_meminfo_vmstat_and_badness_basis(proc):
     assert meminfo["HugePages_Total"] == 0
     assert procfs.total_pages_global(meminfo, 4096) == (9 << 30) // 4096
     assert procfs.read_vmstat(proc)["oom_kill"] == 7
+
+
+def test_read_pid_cgroup_decodes_names_as_listdir_does(fake_root):
+    name = b"\xff\xfe (deleted)"  # not UTF-8, and ending in the kernel's mark
+    proc = make_procfs(fake_root, {7: {"cgroup": b"/low/" + name}})
+    os.mkdir(os.path.join(os.fsencode(fake_root), name))
+    listed = [n for n in os.listdir(fake_root) if n != "proc"]
+    assert procfs.read_pid_cgroup(7, proc) == "/low/" + listed[0]
+
+
+# A process whose leader called pthread_exit() while another thread holds the memory:
+# the leader shows "Z" and no mm; the kernel still kills it (spec §6.2).
+LEADER_EXITED = {"comm": "tenant", "state": "Z", "has_mm": False, "starttime": 77,
+                 "threads": {401: {"rss_kb": 102400, "swap_kb": 8, "pte_kb": 200}}}
+
+
+def test_read_task_of_an_exited_leader_reads_a_live_thread(fake_root):
+    proc = make_procfs(fake_root, {400: LEADER_EXITED})
+    facts = procfs.read_task(400, proc)
+    assert facts is not None
+    assert (facts.pid, facts.tid, facts.state, facts.start_ticks) == (400, 401, "S", 77)
+    assert (facts.rss_bytes, facts.swap_bytes, facts.pte_bytes) == (
+        102400 << 10, 8 << 10, 200 << 10)
+    assert procfs.killability(facts, self_pid=9999) == (TaskState.KILLABLE, "")
+
+
+@pytest.mark.parametrize("threads, want", [
+    ({}, (TaskState.UNKILLABLE, "zombie")),  # no thread left: a true zombie
+    ({401: {"state": "Z", "has_mm": False}}, (TaskState.UNKILLABLE, "zombie")),
+    ({401: {"state": "Z", "has_mm": False}, 402: {"rss_kb": 10}},
+     (TaskState.KILLABLE, "")),
+    ({401: {"rss_kb": 10, "sigkill_pending": True}}, (TaskState.DYING, "")),
+])
+def test_exited_leader_killability_follows_its_threads(fake_root, threads, want):
+    proc = make_procfs(fake_root, {400: {**LEADER_EXITED, "threads": threads}})
+    facts = procfs.read_task(400, proc)
+    assert facts is not None
+    assert procfs.killability(facts, self_pid=9999) == want
+
+
+def test_read_pid_cgroup_of_a_thread(fake_root):
+    proc = make_procfs(fake_root, {400: {**LEADER_EXITED, "cgroup": "/old (deleted)",
+                                         "threads": {401: {"cgroup": "/new"}}}})
+    assert procfs.read_pid_cgroup(400, proc) == "/old (deleted)"
+    assert procfs.read_pid_cgroup(400, proc, tid=401) == "/new"
 
 
 def test_read_pid_cgroup_and_adj(proc):

@@ -1,6 +1,6 @@
 """Time the C walk against the Python reference on random cgroup trees.
 
-    .venv/bin/python bench/select.py [--sizes 1000 10000 100000] [--repeat 5]
+    .venv/bin/python bench/walk_core.py [--sizes 1000 10000 100000] [--repeat 5]
 
 Trees are shaped like real hosts: a handful of top-level slices, a wide middle
 (services, pods) and shallow leaves (containers, scopes), at most 6 levels;
