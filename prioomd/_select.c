@@ -267,6 +267,15 @@ account_skip(Walk *w, int64_t u, int64_t k)
         add_skip(w, u, k);
 }
 
+/* The per-level rule: a qualifying child (priority p, usage u) beats the best so
+ * far (none: best == -1, best_prio the sentinel) by a lower priority, or at equal
+ * priority by a strictly larger usage (equal usage keeps the older sibling). */
+static inline int
+child_beats(int64_t p, int64_t u, int64_t best_prio, int64_t best, const int64_t *usage)
+{
+    return p < best_prio || (p == best_prio && u > usage[best]);
+}
+
 /* mem_cgroup_select_victim_cgroup: descend into the lowest priority. */
 static int64_t
 victim_cgroup(const Walk *w)
@@ -281,19 +290,23 @@ victim_cgroup(const Walk *w)
         int64_t best = -1, best_prio = PRIO_SENTINEL;
         for (int64_t k = w->kid_off[node]; k < w->kid_off[node + 1]; k++) {
             int64_t c = w->kids[k];
-            if (nr[c] <= skip[c] || prio[c] > best_prio)
-                continue;
-            if (prio[c] < best_prio) {
+            if (nr[c] > skip[c] && child_beats(prio[c], usage[c], best_prio, best, usage)) {
                 best = c;
                 best_prio = prio[c];
-                continue;
             }
-            if (usage[c] > usage[best]) /* strict: equal usage keeps the older */
-                best = c;
         }
         node = best;
     }
     return victim;
+}
+
+/* The scan's rule: killable task j beats the pick so far (none: -1) by a higher
+ * badness, at equal badness by a later or equal start (the later in scan order). */
+static inline int
+task_beats(int64_t j, int64_t chosen, const int64_t *bad, const int64_t *start)
+{
+    return chosen == -1 || bad[j] > bad[chosen]
+           || (bad[j] == bad[chosen] && start[j] >= start[chosen]);
 }
 
 /* One mem_cgroup_select_bad_process(): a status, and the pick when STATUS_OK. */
@@ -318,8 +331,7 @@ select_once(Walk *w, Candidate *out)
             int64_t j = w->ptask[i];
             switch (state[j]) {
             case KILLABLE:
-                if (chosen == -1 || bad[j] > bad[chosen]
-                    || (bad[j] == bad[chosen] && start[j] >= start[chosen]))
+                if (task_beats(j, chosen, bad, start))
                     chosen = j;
                 break;
             case UNKILLABLE:
@@ -532,9 +544,151 @@ done:
     return result;
 }
 
+/* ------------------------------------------------- the lazy walk's steps */
+
+/* Converts k argument sequences of one common length into int64 arrays (*out[a],
+ * PyMem-allocated, NULL on error), with the checks and messages of the Python
+ * twin: every argument a sequence, the lengths equal (length_msg), then each
+ * array's values in [lows[a], INT64_MAX]. Returns the length, or -1. */
+static Py_ssize_t
+load_arrays(int k, PyObject *const *objs, const char *const *names, const int64_t *lows,
+            const char *length_msg, int64_t **out)
+{
+    PyObject *fast[3] = {NULL, NULL, NULL};
+    Py_ssize_t len = -1, result = -1;
+
+    for (int a = 0; a < k; a++) {
+        fast[a] = as_fast(objs[a], names[a]);
+        if (fast[a] == NULL)
+            goto done;
+        if (a == 0) {
+            len = PySequence_Fast_GET_SIZE(fast[a]);
+        } else if (PySequence_Fast_GET_SIZE(fast[a]) != len) {
+            PyErr_SetString(PyExc_ValueError, length_msg);
+            goto done;
+        }
+    }
+    for (int a = 0; a < k; a++) {
+        if (PySequence_Fast_GET_SIZE(fast[a]) != len) { /* resized by a later conversion */
+            PyErr_Format(PyExc_RuntimeError, "%s changed size during the call", names[a]);
+            goto done;
+        }
+        out[a] = new_i64(len, 0);
+        if (out[a] == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        if (load_int64(fast[a], names[a], lows[a], out[a]) < 0)
+            goto done;
+    }
+    result = len;
+done:
+    for (int a = 0; a < k; a++)
+        Py_XDECREF(fast[a]);
+    return result;
+}
+
+PyDoc_STRVAR(choose_child_doc,
+"choose_child($module, priority, usage, /)\n"
+"--\n"
+"\n"
+"One level of the walk: the index of the child it descends into, or -1.\n"
+"The contract is the docstring of prioomd._select_py.choose_child.");
+
+static PyObject *
+choose_child_impl(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    static const char *const names[2] = {"priority", "usage"};
+    static const int64_t lows[2] = {INT64_MIN, 0};
+    PyObject *objs[2];
+    int64_t *arr[2] = {NULL, NULL};
+    PyObject *result = NULL;
+
+    if (!PyArg_ParseTuple(args, "OO:choose_child", &objs[0], &objs[1]))
+        return NULL;
+    Py_ssize_t n = load_arrays(2, objs, names, lows,
+                               "priority and usage must have the same length", arr);
+    if (n < 0)
+        goto done;
+    const int64_t *prio = arr[0], *usage = arr[1];
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (prio[i] < 0 || prio[i] > MAX_PRIORITY) {
+            PyErr_Format(PyExc_ValueError, "priority[%zd] = %lld: must be in 0..%d", i,
+                         (long long)prio[i], MAX_PRIORITY);
+            goto done;
+        }
+    }
+    /* The inner loop of victim_cgroup() over children that all qualify. */
+    int64_t best = -1, best_prio = PRIO_SENTINEL;
+    for (Py_ssize_t c = 0; c < n; c++) {
+        if (child_beats(prio[c], usage[c], best_prio, best, usage)) {
+            best = c;
+            best_prio = prio[c];
+        }
+    }
+    result = PyLong_FromLongLong((long long)best);
+done:
+    PyMem_Free(arr[0]);
+    PyMem_Free(arr[1]);
+    return result;
+}
+
+PyDoc_STRVAR(pick_task_doc,
+"pick_task($module, task_state, task_badness, task_start, /)\n"
+"--\n"
+"\n"
+"The scan of the victim cgroup's subtree: (status, task).\n"
+"The contract is the docstring of prioomd._select_py.pick_task.");
+
+static PyObject *
+pick_task_impl(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    static const char *const names[3] = {"task_state", "task_badness", "task_start"};
+    static const int64_t lows[3] = {INT64_MIN, INT64_MIN, INT64_MIN};
+    PyObject *objs[3];
+    int64_t *arr[3] = {NULL, NULL, NULL};
+    PyObject *result = NULL;
+
+    if (!PyArg_ParseTuple(args, "OOO:pick_task", &objs[0], &objs[1], &objs[2]))
+        return NULL;
+    Py_ssize_t t = load_arrays(3, objs, names, lows, "task arrays must have the same length",
+                               arr);
+    if (t < 0)
+        goto done;
+    const int64_t *state = arr[0], *bad = arr[1], *start = arr[2];
+    for (Py_ssize_t j = 0; j < t; j++) {
+        if (state[j] != KILLABLE && state[j] != UNKILLABLE && state[j] != DYING) {
+            PyErr_Format(PyExc_ValueError, "task_state[%zd] = %lld: unknown state", j,
+                         (long long)state[j]);
+            goto done;
+        }
+    }
+    /* The scan of select_once() over one victim subtree. */
+    int status = STATUS_NONE;
+    int64_t chosen = -1;
+    for (Py_ssize_t j = 0; j < t; j++) {
+        if (state[j] == DYING) {
+            status = STATUS_ABORT;
+            chosen = j;
+            break;
+        }
+        if (state[j] == KILLABLE && task_beats(j, chosen, bad, start)) {
+            status = STATUS_OK;
+            chosen = j;
+        }
+    }
+    result = Py_BuildValue("(iL)", status, (long long)chosen);
+done:
+    for (int a = 0; a < 3; a++)
+        PyMem_Free(arr[a]);
+    return result;
+}
+
 static PyMethodDef select_methods[] = {
     {"select", (PyCFunction)(void (*)(void))select_impl, METH_VARARGS | METH_KEYWORDS,
      select_doc},
+    {"choose_child", (PyCFunction)choose_child_impl, METH_VARARGS, choose_child_doc},
+    {"pick_task", (PyCFunction)pick_task_impl, METH_VARARGS, pick_task_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -568,7 +722,8 @@ static PyModuleDef_Slot select_slots[] = {
 };
 
 PyDoc_STRVAR(module_doc,
-"C twin of prioomd._select_py: the same select() and constants, faster.");
+"C twin of prioomd._select_py: the same select(), choose_child(), pick_task() and\n"
+"constants, faster.");
 
 static struct PyModuleDef select_module = {
     PyModuleDef_HEAD_INIT,

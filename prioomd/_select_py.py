@@ -1,8 +1,10 @@
 """Reference victim selection: the executable form of spec §3.2-3.3.
 
-This module and the C extension ``prioomd._select`` expose the same function,
-``select``, with the same contract; every selection test runs against both and
-a differential test compares them on random trees. Numbers in, indices out: no
+This module and the C extension ``prioomd._select`` expose the same functions,
+``select`` (the walk over a whole snapshot) and ``choose_child`` / ``pick_task``
+(the steps of the lazy walk, at the end of this file), with the same contracts;
+every selection test runs against both and a differential test compares them
+on random trees. Numbers in, indices out: no
 I/O, no strings, no global state.
 
 Tree layout (flat arrays, one entry per cgroup of the OOM domain):
@@ -253,3 +255,69 @@ def _select_once(
             account_skip(victim, 1)  # the over-count of spec §6.1
         # Intended rule: every live process of the victim subtree was just counted
         # once, so skip[victim] == nr_procs[victim] already: the subtree is exhausted.
+
+
+# ---------------------------------------------------------------- the lazy walk's steps
+#
+# The lazy walk (prioomd/lazywalk.py) reads one level at a time and asks these two
+# functions for the numbers; together with its bookkeeping they are select() cut at
+# the points where it needs to read the next level.
+
+
+def choose_child(priority: Sequence[int], usage: Sequence[int]) -> int:
+    """One level of mem_cgroup_select_victim_cgroup: which of these children the walk
+    descends into, or -1 when there is none.
+
+    The children are those that still qualify (a process not known unkillable), in
+    creation order: the lowest priority wins, then the strictly larger usage, then
+    the older (lower index).
+    """
+    if len(priority) != len(usage):
+        raise ValueError("priority and usage must have the same length")
+    _check_int64("priority", priority)
+    _check_int64("usage", usage, lo=0)
+    for i, p in enumerate(priority):
+        if not 0 <= p <= MAX_PRIORITY:
+            raise ValueError(f"priority[{i}] = {p}: must be in 0..{MAX_PRIORITY}")
+    best = -1
+    best_prio = _PRIO_SENTINEL
+    for c, p in enumerate(priority):
+        if p > best_prio:
+            continue
+        if p < best_prio:
+            best, best_prio = c, p
+            continue
+        if usage[c] > usage[best]:  # strict: equal usage keeps the older
+            best = c
+    return best
+
+
+def pick_task(task_state: Sequence[int], task_badness: Sequence[int],
+              task_start: Sequence[int]) -> tuple[int, int]:
+    """The scan of the victim cgroup's subtree (spec §3.3): ``(status, task)``.
+
+    Tasks in the scan's order (pre-order of the cgroups, cgroup.procs order within
+    one). STATUS_ABORT and the first DYING task when there is one (the kernel waits
+    for an in-flight victim); STATUS_OK and the worst KILLABLE task (badness, then
+    the later start, then the later in scan order); else STATUS_NONE and -1.
+    """
+    t = len(task_state)
+    if len(task_badness) != t or len(task_start) != t:
+        raise ValueError("task arrays must have the same length")
+    _check_int64("task_state", task_state)
+    _check_int64("task_badness", task_badness)
+    _check_int64("task_start", task_start)
+    for j, s in enumerate(task_state):
+        if s not in (KILLABLE, UNKILLABLE, DYING):
+            raise ValueError(f"task_state[{j}] = {s}: unknown state")
+    chosen = -1
+    for j in range(t):
+        state = task_state[j]
+        if state == DYING:
+            return STATUS_ABORT, j
+        if state == KILLABLE and (
+                chosen == -1 or task_badness[j] > task_badness[chosen]
+                or (task_badness[j] == task_badness[chosen]
+                    and task_start[j] >= task_start[chosen])):
+            chosen = j
+    return (STATUS_OK, chosen) if chosen != -1 else (STATUS_NONE, -1)

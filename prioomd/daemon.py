@@ -4,8 +4,9 @@ One poll loop (events.EventLoop) wakes on PSI triggers, on memory.events of
 cgroup domains, on the config file, on victims' exits, on signals and on the
 adaptive MemAvailable tick. Each wake-up samples the domains that may have
 changed (two small reads for the root); only a domain under threat costs a
-snapshot and a walk. Dry-run takes the same path and stops at the final
-syscall, so its audit records are exactly the kills a live run would make.
+walk, which reads the walked path only (lazywalk.py). Dry-run takes the same
+path and stops at the final syscall, so its audit records are exactly the
+kills a live run would make.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from prioomd import (
     guard,
     idle,
     kill,
+    lazywalk,
     metrics,
     procfs,
     select,
@@ -354,14 +356,19 @@ class Daemon:
             total_pages = snapshot.limit_total_pages(
                 dom.memory_max_bytes or 0, cgroupfs.read_swap_max(dom.cgdir), swap_total,
                 procfs.page_size())
-        snap, warnings = snapshot.take(dom.path, self.table, self.sources, total_pages)
+        # The lazy walk: reads the walked path, not the domain (snapshot.take is for
+        # prioomd tree/audit, the full picture).
+        # In-flight victims past the bound are not waited for (dying.py).
+        decision, warnings, overdue = lazywalk.decide(
+            dom.path, self.table, self.sources, total_pages,
+            kernel_compat=self.cfg.daemon.kernel_compat,
+            max_candidates=self.cfg.daemon.max_candidates,
+            settle=lambda snap: self.dying.settle(snap, self.sources.clock()))
         for w in dict.fromkeys(warnings):
             log.debug("%s", w)
-        snap, overdue = self.dying.settle(snap, self.sources.clock())
         for task in overdue:  # stuck with SIGKILL pending: reap it and stop waiting
             log.warning("%s: %s", dom.path, self.killer.reap(task.pid, task.start_ticks))
-        return select.select_victims(snap, kernel_compat=self.cfg.daemon.kernel_compat,
-                                     max_candidates=self.cfg.daemon.max_candidates)
+        return decision
 
     def _act(self, state: _DomainState, threat: detect.Threat, prev: detect.Sample | None,
              cur: detect.Sample, woke_by: str) -> None:

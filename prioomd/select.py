@@ -13,7 +13,7 @@ from types import ModuleType
 
 from prioomd import _select_py
 from prioomd.detect import fmt_bytes
-from prioomd.model import Candidate, Decision, Snapshot, TaskState
+from prioomd.model import Candidate, Decision, Snapshot, Task, TaskState
 
 try:
     from prioomd import _select as _select_c  # type: ignore[attr-defined]
@@ -108,6 +108,52 @@ def _killable_counts(snapshot: Snapshot) -> list[int]:
     return counts
 
 
+def walk_state(task: Task) -> int:
+    """The state the walk sees for a task: the one place both walks (this module's
+    and lazywalk's) turn a Task into a walk state, so a rule about in-flight
+    victims applies to both."""
+    return int(task.state)
+
+
+def make_candidate(domain: str, victim_cgroup: str, task: Task, story: str,
+                   group: str | None, members: Sequence[Task]) -> Candidate:
+    """One ranked kill: ``task``, or the cgroup ``group`` (memory.oom.group) whose
+    subtree holds ``members``. ``story`` is the walk, level by level."""
+    if group is None:
+        pids: tuple[int, ...] = (task.pid,)
+        what = f"pid {task.pid} ({task.comm})"
+    else:
+        pids = tuple(x.pid for x in members if x.state != TaskState.UNKILLABLE)
+        spared = len(members) - len(pids)
+        # The kill path spares -1000 members and prioomd itself (the kernel's
+        # oom.group rule) by killing such a group task by task.
+        how = "whole" if spared == 0 else f"sparing {spared} unkillable"
+        what = (f"cgroup {group} {how} ({len(pids)} processes, "
+                f"memory.oom.group=1), chosen through pid {task.pid} ({task.comm})")
+    return Candidate(
+        victim_cgroup=victim_cgroup, pid=task.pid, comm=task.comm, badness=task.badness,
+        rss_bytes=task.rss_bytes, kill_cgroup=group, pids=pids, start_ticks=task.start_ticks,
+        reason=(f"walk from {domain}: {story or 'the domain root itself'}; worst task in "
+                f"{victim_cgroup}: {what}, badness {task.badness} pages, "
+                f"rss {fmt_bytes(task.rss_bytes)}"),
+    )
+
+
+def wait_decision(domain: str, dying: Sequence[Task], backend: str) -> Decision:
+    """The walk met an in-flight victim (a DYING task) where it would kill."""
+    who = ", ".join(f"pid {t.pid} ({t.comm})" for t in dying[:3])
+    return Decision(domain, (), "wait",
+                    f"a previous victim is still exiting ({who}); the kernel would wait "
+                    "for it rather than kill another", backend)
+
+
+def none_decision(domain: str, tasks: Sequence[Task], backend: str) -> Decision:
+    unkillable = sum(1 for t in tasks if t.state == TaskState.UNKILLABLE)
+    return Decision(domain, (), "none",
+                    f"nothing killable in {domain}: {len(tasks)} processes, "
+                    f"{unkillable} unkillable", backend)
+
+
 def select_victims(
     snapshot: Snapshot,
     *,
@@ -126,7 +172,7 @@ def select_victims(
         [int(n.priority.value) for n in nodes],
         [n.usage_bytes for n in nodes],
         [t.node for t in tasks],
-        [int(t.state) for t in tasks],
+        [walk_state(t) for t in tasks],
         [t.badness for t in tasks],
         [t.start_ticks for t in tasks],
         kernel_compat=kernel_compat,
@@ -146,39 +192,18 @@ def select_victims(
         if task.pid in covered:
             continue
         group = oom_group_root(snapshot, task.node)
-        if group is None:
-            pids: tuple[int, ...] = (task.pid,)
-            kill_cgroup = None
-            what = f"pid {task.pid} ({task.comm})"
-        else:
+        members: list[Task] = []
+        if group is not None:
             inside = _subtree_of(children, group)
             members = [x for x in tasks if x.node in inside]
-            pids = tuple(x.pid for x in members if x.state != TaskState.UNKILLABLE)
-            spared = len(members) - len(pids)
-            # The kill path spares -1000 members and prioomd itself (the
-            # kernel's oom.group rule) by killing such a group task by task.
-            kill_cgroup = nodes[group].path
-            how = "whole" if spared == 0 else f"sparing {spared} unkillable"
-            what = (f"cgroup {nodes[group].path} {how} ({len(pids)} processes, "
-                    f"memory.oom.group=1), chosen through pid {task.pid} ({task.comm})")
-        covered.update(pids)
+        cand = make_candidate(
+            snapshot.domain, nodes[victim].path, task,
+            " > ".join(_walk_story(snapshot, victim, children, killable_in)),
+            None if group is None else nodes[group].path, members)
+        covered.update(cand.pids)
         if first_victim == -1:
             first_victim = victim
-        steps = _walk_story(snapshot, victim, children, killable_in)
-        story = " > ".join(steps) or "the domain root itself"
-        candidates.append(Candidate(
-            victim_cgroup=nodes[victim].path,
-            pid=task.pid,
-            comm=task.comm,
-            badness=task.badness,
-            rss_bytes=task.rss_bytes,
-            kill_cgroup=kill_cgroup,
-            pids=pids,
-            start_ticks=task.start_ticks,
-            reason=(f"walk from {snapshot.domain}: {story}; worst task in "
-                    f"{nodes[victim].path}: {what}, badness {task.badness} pages, "
-                    f"rss {fmt_bytes(task.rss_bytes)}"),
-        ))
+        candidates.append(cand)
         if len(candidates) >= max_candidates:
             break
 
@@ -187,13 +212,6 @@ def select_victims(
         return Decision(snapshot.domain, tuple(candidates), "kill", candidates[0].reason, name,
                         walked)
     if status == _select_py.STATUS_ABORT:
-        dying = [t for t in tasks if t.state == TaskState.DYING]
-        who = ", ".join(f"pid {t.pid} ({t.comm})" for t in dying[:3])
-        return Decision(snapshot.domain, (), "wait",
-                        f"a previous victim is still exiting ({who}); the kernel would wait "
-                        "for it rather than kill another", name)
-    unkillable = sum(1 for t in tasks if t.state == TaskState.UNKILLABLE)
-    return Decision(snapshot.domain, (), "none",
-                    f"nothing killable in {snapshot.domain}: {len(tasks)} processes, "
-                    f"{unkillable} unkillable", name)
-
+        return wait_decision(snapshot.domain,
+                             [t for t in tasks if t.state == TaskState.DYING], name)
+    return none_decision(snapshot.domain, tasks, name)

@@ -1,7 +1,10 @@
-"""Gather what one decision needs into an immutable Snapshot (STYLE §1).
+"""Gather a whole OOM domain into an immutable Snapshot (STYLE §1).
 
-The only module that combines cgroupfs, procfs and the priority table. A
-cgroup or process that vanishes while we read it is left out, never an error.
+What ``prioomd tree`` and ``audit`` show, and the reference the daemon's lazy
+walk (lazywalk.py, which reads only the walked path through ``resolve`` and
+``make_task`` here) is tested against. With lazywalk, the only module that
+combines cgroupfs, procfs and the priority table. A cgroup or process that
+vanishes while we read it is left out, never an error.
 
 Memory controller (spec §1.2): where the hierarchy has the memory controller,
 a cgroup without it is not a node of the walk: its processes count toward the
@@ -47,29 +50,32 @@ def _join(parent: str, name: str) -> str:
     return f"/{name}" if parent == "/" else f"{parent}/{name}"
 
 
-def _has_memory(sources: Sources) -> bool:
+def has_memory(sources: Sources) -> bool:
+    """Whether the hierarchy has the memory controller (else every cgroup is a node)."""
     try:
         return "memory" in cgroupfs.read_controllers(sources.cgroup_root)
     except (OSError, Vanished):
         return False
 
 
-def _resolve(tbl: table.PriorityTable, sources: Sources, path: str, cgdir: str,
-             parent_dir: str | None, warnings: list[str]) -> tuple[Setting, Setting]:
+def resolve(tbl: table.PriorityTable, path: str, cgdir: str, parent_owner: int | None,
+            warnings: list[str]) -> tuple[Setting, Setting]:
+    """The cgroup's priority and use_priority_oom from the table (xattrs read here);
+    ``parent_owner`` is the uid owning the parent directory (None for the root)."""
     xattrs = cgroupfs.read_xattrs(cgdir, table.ALL_XATTRS)
     owner = cgroupfs.owner_uid(cgdir)
-    parent_owner = cgroupfs.owner_uid(parent_dir) if parent_dir else None
     try:
         resolved = tbl.resolve(path, xattrs, owner, parent_owner)
+        prio, upo = resolved.priority, resolved.use_priority_oom
+        warnings.extend(resolved.warnings)
     except ConfigError as exc:
         warnings.append(f"{path}: {exc}; using the defaults")
-        return _DEFAULT_PRIORITY, _DEFAULT_UPO
-    warnings.extend(resolved.warnings)
-    return resolved.priority, resolved.use_priority_oom
+        prio, upo = _DEFAULT_PRIORITY, _DEFAULT_UPO
+    return (table.ROOT_PRIORITY if path == "/" else prio), upo
 
 
-def _task(facts: procfs.TaskFacts, node: int, self_pid: int, total_pages: int,
-          page_size: int) -> Task:
+def make_task(facts: procfs.TaskFacts, node: int, self_pid: int, total_pages: int,
+              page_size: int) -> Task:
     state, why = procfs.killability(facts, self_pid)
     return Task(
         pid=facts.pid, node=node, comm=facts.comm, state=state, why_unkillable=why,
@@ -113,7 +119,7 @@ def take(domain: str, tbl: table.PriorityTable, sources: Sources,
     page_size = procfs.page_size()
     if total_pages is None:
         total_pages = global_total_pages(sources, page_size)
-    memory_mode = _has_memory(sources)
+    memory_mode = has_memory(sources)
     warnings: list[str] = []
     nodes: list[CgroupNode] = []
     tasks: list[Task] = []
@@ -132,9 +138,8 @@ def take(domain: str, tbl: table.PriorityTable, sources: Sources,
             is_node = (parent_node == -1 or not memory_mode
                        or "memory" in cgroupfs.read_controllers(cgdir))
             if is_node:
-                prio, upo = _resolve(tbl, sources, path, cgdir, pdir, warnings)
-                if path == "/":
-                    prio = Setting(0, "root: no priority (spec §1.4)")
+                prio, upo = resolve(tbl, path, cgdir,
+                                    cgroupfs.owner_uid(pdir) if pdir else None, warnings)
                 nodes.append(CgroupNode(
                     path=path, parent=parent_node, priority=prio, use_priority_oom=upo,
                     usage_bytes=cgroupfs.read_usage_bytes(cgdir),
@@ -155,7 +160,7 @@ def take(domain: str, tbl: table.PriorityTable, sources: Sources,
         for pid in pids:
             facts = procfs.read_task(pid, sources.proc_root)
             if facts is not None:
-                tasks.append(_task(facts, here, sources.self_pid, total_pages, page_size))
+                tasks.append(make_task(facts, here, sources.self_pid, total_pages, page_size))
         for name, ckey in reversed(children):
             stack.append((_join(path, name), os.path.join(cgdir, name), cgdir, here, ckey))
 

@@ -262,6 +262,20 @@ def test_plentiful_memory_is_watched_by_the_idle_sampler(fake_root, tmp_path, sl
     records = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
     assert [r["victim_pids"] for r in records if r["kind"] == "decision"] == [[pids[301]]]
 
+def test_a_decision_reads_only_the_walked_path(fake_root, tmp_path, sleepers, monkeypatch):
+    """The daemon decides with the lazy walk: /proc is read for the processes of
+    the cgroup where the walk stops, not for the whole domain (issue 8)."""
+    root, proc, pids = _tree(fake_root, sleepers, mem_available_kb=3 * GiB_KB)
+    d, _ = _run(root, proc, tmp_path, seconds=0.1,
+                text="[root]\nuse_priority_oom = true\n[daemon]\nmax_candidates = 1\n")
+    read: list[int] = []
+    real = daemon.procfs.read_task
+    monkeypatch.setattr(daemon.procfs, "read_task",
+                        lambda pid, proc_root="/proc": read.append(pid) or real(pid, proc_root))
+    decision = d._decide(d.states["/"].domain)
+    assert [c.pid for c in decision.candidates] == [pids[301]]
+    assert read == [pids[301]]
+
 
 def test_a_symlinked_config_is_reloaded_when_its_link_is_swapped(fake_root, tmp_path, sleepers):
     """Kubernetes ConfigMap layout: prioomd.toml -> ..data/prioomd.toml, ..data -> ..vN.

@@ -243,3 +243,40 @@ def test_c_walk_survives_an_argument_resized_mid_call(c_walk: ModuleType) -> Non
         c_walk.select(parent, Shrinks(), [0, 0, 0], [], [], [], [])
     parent[:] = [-1, 0, 0]
     assert c_walk.select(parent, [0, 0, 0], [0, 0, 0], [2], [K], [1], [1]) == (0, [(2, 0)])
+
+
+# ---------------------------------------------------------------- the lazy walk's steps
+
+STEP_VALUES = st.sampled_from([0, 1, 2, 3, 12, 13, -1, 2**63 - 1, 2**63, INT64_MIN, True])
+
+
+def _step_outcome(walk: ModuleType, fn: str, args: Args) -> tuple[str, Any]:
+    try:
+        return "ok", getattr(walk, fn)(*args)
+    except Exception as exc:  # the comparison is the point: any type is recorded
+        return type(exc).__name__, str(exc)
+
+
+@settings(max_examples=500, deadline=None)
+@given(priority=st.lists(st.integers(0, 3) | STEP_VALUES, max_size=8),
+       usage=st.lists(st.integers(0, 3) | STEP_VALUES, max_size=8),
+       as_tuple=st.booleans())
+def test_choose_child_same_on_both(c_walk: ModuleType, priority: list[Any], usage: list[Any],
+                                   as_tuple: bool) -> None:
+    """Valid or not (lengths, ranges, types), same answer or same error."""
+    args: Args = [tuple(priority), tuple(usage)] if as_tuple else [priority, usage]
+    assert _step_outcome(c_walk, "choose_child", args) == _step_outcome(
+        _select_py, "choose_child", args)
+
+
+@settings(max_examples=500, deadline=None)
+@given(n=st.integers(0, 10), data=st.data())
+def test_pick_task_same_on_both(c_walk: ModuleType, n: int, data: st.DataObject) -> None:
+    def column(values: st.SearchStrategy[Any]) -> list[Any]:
+        return data.draw(st.lists(values, min_size=n, max_size=n + data.draw(
+            st.sampled_from([0, 0, 0, 1]))))
+    args: Args = [column(st.sampled_from([K, K, U, D]) | STEP_VALUES),
+                  column(st.integers(-2, 2) | STEP_VALUES),
+                  column(st.integers(0, 2) | STEP_VALUES)]
+    assert _step_outcome(c_walk, "pick_task", args) == _step_outcome(
+        _select_py, "pick_task", args)

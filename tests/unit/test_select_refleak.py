@@ -190,3 +190,37 @@ def test_the_measurement_sees_leaks(c_walk: ModuleType) -> None:
     assert growth.objects >= CALLS
     with pytest.raises(AssertionError):
         _assert_no_leak(growth)
+
+
+STEP_SCENARIOS = [
+    pytest.param("choose_child", [[BIG % 13, 3, 3], [BIG, BIG, 7]], None, id="choose-ok"),
+    pytest.param("choose_child", [(), ()], None, id="choose-empty"),
+    pytest.param("choose_child", [[0, 13], [BIG, 0]], ValueError, id="choose-range"),
+    pytest.param("choose_child", [[0, 1], [BIG]], ValueError, id="choose-length"),
+    pytest.param("choose_child", [[0], None], TypeError, id="choose-not-a-sequence"),
+    pytest.param("pick_task", [[K, U, K], [BIG, -BIG, BIG], [1, BIG, BIG]], None,
+                 id="pick-ok"),
+    pytest.param("pick_task", [(K, D), (BIG, 1), (BIG, 2)], None, id="pick-abort"),
+    pytest.param("pick_task", [[K, 9], [BIG, 1], [1, 2]], ValueError, id="pick-state"),
+    pytest.param("pick_task", [[K], [2**64], [1]], ValueError, id="pick-overflow"),
+    pytest.param("pick_task", [[K], [BIG], [True]], TypeError, id="pick-type"),
+]
+
+
+@pytest.mark.parametrize(("fn", "args", "exc"), STEP_SCENARIOS)
+def test_no_leak_in_the_lazy_steps(c_walk: ModuleType, fn: str, args: list[Any],
+                                   exc: type[Exception] | None) -> None:
+    call_fn = getattr(c_walk, fn)
+
+    def call() -> object:
+        if exc is None:
+            return call_fn(*args)
+        try:
+            call_fn(*args)
+        except exc:
+            return None
+        raise AssertionError(f"{fn}() should have failed")
+
+    items = [x for a in args if isinstance(a, list | tuple) for x in a]
+    watched = [x for x in [*args, *items] if _own_refcount(x)]
+    _assert_no_leak(_measure(call, watched))

@@ -536,3 +536,51 @@ def test_valid_baseline_of_invalid_cases(walk: ModuleType) -> None:
 def test_missing_argument(walk: ModuleType) -> None:
     with pytest.raises(TypeError):
         walk.select(*GOOD[:6])
+
+
+# ---------------------------------------------------------------- the lazy walk's steps
+
+
+@pytest.mark.parametrize(("priority", "usage", "expected"), [
+    ([], [], -1),  # no qualifying child: the walk stops here
+    ([5], [0], 0),
+    ([10, 8], [0, 0], 1),  # spec §3.5 step 1: B (8) over A (10)
+    ([3, 3, 3], [10, 20, 20], 1),  # equal priority: larger usage; equal usage: older
+    ([12, 0, 0], [2**63 - 1, 0, 1], 2),  # priority first, usage only among equals
+    ([0, 0], [7, 7], 0),  # full tie: the older sibling
+])
+def test_choose_child(walk: ModuleType, priority: list[int], usage: list[int],
+                      expected: int) -> None:
+    assert walk.choose_child(priority, usage) == expected
+    assert walk.choose_child(tuple(priority), tuple(usage)) == expected
+
+
+@pytest.mark.parametrize(("state", "badness", "start", "expected"), [
+    ([], [], [], (NONE, -1)),
+    ([U, U], [9, 9], [0, 0], (NONE, -1)),  # all unkillable: the subtree is exhausted
+    ([K, U, K], [5, 99, 7], [0, 0, 0], (OK, 2)),  # -1000 is never the pick
+    ([K, K], [5, 5], [2, 1], (OK, 0)),  # equal badness: the later start wins
+    ([K, K], [5, 5], [1, 1], (OK, 1)),  # full tie: the later in scan order
+    ([K, K, D, K], [1, 2, 3, 4], [0, 0, 0, 0], (ABORT, 2)),  # an in-flight victim: wait
+    ([K], [-(2**63)], [0], (OK, 0)),  # negative badness is still eligible (>= 5.9)
+])
+def test_pick_task(walk: ModuleType, state: list[int], badness: list[int], start: list[int],
+                   expected: tuple[int, int]) -> None:
+    assert walk.pick_task(state, badness, start) == expected
+
+
+@pytest.mark.parametrize(("fn", "args", "exc", "message"), [
+    ("choose_child", ([0, 1], [0]), ValueError, "same length"),
+    ("choose_child", ([13], [0]), ValueError, r"priority\[0\] = 13"),
+    ("choose_child", ([0], [-1]), ValueError, "usage: value -1 out of range"),
+    ("choose_child", ([True], [0]), TypeError, "integers expected, got bool"),
+    ("choose_child", (None, [0]), TypeError, None),
+    ("pick_task", ([0], [0], []), ValueError, "same length"),
+    ("pick_task", ([3], [0], [0]), ValueError, r"task_state\[0\] = 3: unknown state"),
+    ("pick_task", ([0], [2**63], [0]), ValueError, "out of range"),
+    ("pick_task", ([0], [0], ["1"]), TypeError, "integers expected, got str"),
+])
+def test_lazy_steps_reject_bad_input(walk: ModuleType, fn: str, args: tuple[object, ...],
+                                     exc: type[Exception], message: str | None) -> None:
+    with pytest.raises(exc, match=message):
+        getattr(walk, fn)(*args)
