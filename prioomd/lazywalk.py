@@ -44,12 +44,16 @@ from typing import TypeVar
 from prioomd import _select_py, cgroupfs, procfs, select, snapshot, table
 from prioomd.errors import Vanished
 from prioomd.model import Candidate, Decision, Setting, Snapshot, Task
+from prioomd.victim import Locator, under
 
 _GONE = (Vanished, FileNotFoundError, NotADirectoryError)
 _T = TypeVar("_T")
 # Walks per decision at most: each further one only after settle() relabelled a
 # dying task the previous walk met (it then reads past it).
 _SETTLE_ROUNDS = 8
+# /proc scans for the processes of a populated subtree whose cgroup.procs listed
+# nobody (a process moving between its cgroups, see _Tree.strays).
+_STRAY_SCANS = 3
 
 
 class _Node:
@@ -92,6 +96,7 @@ class _Tree:
         if not os.path.isdir(root_dir):
             raise Vanished(f"cgroup {domain} does not exist under {sources.cgroup_root}")
         self.root = self._node(domain, root_dir, None, True)
+        self._strays_sought: set[int] = set()
 
     def _node(self, path: str, cgdir: str, parent: _Node | None, populated: bool) -> _Node:
         node = _Node(len(self.nodes), path, cgdir, parent, populated)
@@ -156,6 +161,41 @@ class _Tree:
                     node.tasks.append(snapshot.make_task(
                         facts, node.ident, src.self_pid, self.total_pages, self.page_size))
         return node.tasks
+
+    def strays(self, node: _Node) -> bool:
+        """For a subtree that reads populated although its cgroup.procs files listed
+        nobody: find its processes through /proc, and True when some were found.
+
+        Each cgroup.procs is read at its own moment, so a process moving between
+        the subtree's cgroups can be in none of them when each is read; a tenant
+        hopping between two cgroups it owns would so hide its whole subtree, and
+        the walk would pass to a higher-priority sibling (the kernel counts
+        nr_procs atomically and has no such gap). Wherever the process is, its
+        /proc/PID/cgroup names it, checked against the tree (victim.Locator).
+        Once per node and decision: it reads every process's cgroup on the host,
+        so only here. A cgroup populated by threads alone finds nothing, as before.
+        """
+        if node.ident in self._strays_sought:
+            return False
+        self._strays_sought.add(node.ident)
+        locator = Locator(self.sources.cgroup_root, self.sources.proc_root)
+        for _scan in range(_STRAY_SCANS):
+            try:
+                if not cgroupfs.read_populated(node.cgdir):
+                    return False
+                pids = procfs.list_pids(self.sources.proc_root)
+            except (*_GONE, OSError):
+                return False
+            found = [pid for pid in pids
+                     if (where := locator.locate(pid)) is not None
+                     and under(where, node.path)]
+            if found:
+                self.warnings.append(
+                    f"{node.path}: populated, but its cgroup.procs listed no process; "
+                    f"{len(found)} found through /proc (moving between its cgroups)")
+                node.pids, node.tasks = found, None
+                return True
+        return False
 
     def priority(self, node: _Node) -> int:
         if node.priority is None:
@@ -268,6 +308,8 @@ class _Walk:
                 return _select_py.STATUS_NONE, None, None, []
             tasks = self.subtree_tasks(victim)
             skip = rnd.skip.get(victim.ident, 0)
+            if not tasks and not skip and tree.strays(victim):
+                tasks = self.subtree_tasks(victim)  # its processes were moving (strays)
             if len(tasks) <= skip:  # populated, but nothing left to count: not a victim
                 rnd.dead.add(victim.ident)
                 continue

@@ -278,3 +278,23 @@ def test_lazy_equals_full_on_random_trees(case, backend):
         assert _comparable(lazy) == _comparable(full)
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_process_hopping_between_its_cgroups_cannot_hide_its_subtree(fake_root, backend):
+    """h5's delegated-move tenant on a real kernel: /tenant/a and /tenant/b each
+    listed nobody when read (the process moved between the two reads), yet
+    /tenant reads populated. The walk must not pass to /high: the subtree's
+    process is found through /proc (where the kernel's atomic nr_procs sees it)."""
+    gone = {"cgroup.procs": "", "cgroup.events": "populated 0\nfrozen 0\n"}
+    cg = {"xattrs": {trees.UPO: b"1"}, "children": {
+        "high": {"xattrs": trees.prio(10), "procs": [10]},
+        "tenant": {"xattrs": trees.prio(1), "raw": {"cgroup.events": "populated 1\nfrozen 0\n"},
+                   "children": {"a": {"raw": {**gone, "cgroup.threads": "500\n"}},
+                                "b": {"raw": gone}}}}}
+    procs = {10: {"cgroup": "/high", "rss_kb": 400_000},
+             500: {"cgroup": "/tenant/a", "rss_kb": 50_000}}
+    root, proc = _build(fake_root, cg, procs)
+    lazy, warnings, _ = lazywalk.decide("/", TABLE, _sources(root, proc), backend=backend)
+    first = lazy.candidates[0]
+    assert (first.pid, first.victim_cgroup) == (500, "/tenant")
+    assert any("found through /proc" in w for w in warnings)
