@@ -13,16 +13,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from prioomd import _idle_py, detect
+from prioomd import _idle_py, detect, twins
 
-try:
-    from prioomd import _idle as _idle_c  # type: ignore[attr-defined]
-except ImportError:  # no compiler at install time: the twin has the same contract
-    _idle_c = None
-
-BACKENDS: dict[str, ModuleType] = {"python": _idle_py}
-if _idle_c is not None:
-    BACKENDS["c"] = _idle_c
+BACKENDS: dict[str, ModuleType] = twins.backends(_idle_py, "prioomd._idle")
 DEFAULT_BACKEND = "c" if "c" in BACKENDS else "python"
 
 

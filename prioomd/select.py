@@ -11,19 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
-from prioomd import _select_py
+from prioomd import _select_py, twins
 from prioomd.detect import fmt_bytes
 from prioomd.model import Candidate, Decision, Snapshot, Task, TaskState
 
-try:
-    from prioomd import _select as _select_c  # type: ignore[attr-defined]
-except ImportError:  # no compiler at install time: the twin gives the same results
-    _select_c = None
-
-BACKENDS: dict[str, ModuleType] = {"python": _select_py}
-if _select_c is not None:
-    BACKENDS["c"] = _select_c
-
+BACKENDS: dict[str, ModuleType] = twins.backends(_select_py, "prioomd._select")
 DEFAULT_BACKEND = "c" if "c" in BACKENDS else "python"
 
 WalkFn = Callable[..., tuple[int, list[tuple[int, int]]]]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "guest"))
 from scenario import rmdir_cgroup  # noqa: E402
 from test_s6_service import TOP, UNIT, journal, sh, show  # noqa: E402  (S6's unit helpers)
+from test_s6_service import wait_for as s6_wait_for  # noqa: E402
 
 CGROOT = Path("/sys/fs/cgroup/kh-faults")
 DOMAIN = CGROOT / "dom"
@@ -37,11 +37,7 @@ def high() -> str:
 
 
 def wait_for(pred, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s\n{state()}")
-        time.sleep(0.5)
+    s6_wait_for(pred, timeout, what, describe=state)
 
 
 def restarted_from(pid: int) -> bool:

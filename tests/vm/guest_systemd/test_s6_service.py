@@ -48,11 +48,14 @@ def journal() -> str:
     return sh("journalctl", "-b", "-u", UNIT, "-o", "cat", "--no-pager", check=False)
 
 
-def wait_for(pred, timeout: float, what: str) -> None:
+def wait_for(pred, timeout: float, what: str, describe=None) -> None:
+    """Poll pred() every 0.5 s; past timeout fail with describe() (the unit's state
+    and journal by default)."""
     deadline = time.monotonic() + timeout
     while not pred():
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s\n{show_all()}")
+            raise AssertionError(f"{what}: not within {timeout} s\n"
+                                 f"{(describe or show_all)()}")
         time.sleep(0.5)
 
 
