@@ -80,6 +80,24 @@ def oom_group_root(snapshot: Snapshot, node: int) -> int | None:
     return found
 
 
+def kill_target(snapshot: Snapshot, children: Sequence[Sequence[int]], victim: int,
+                group: int | None) -> tuple[int | None, str]:
+    """The cgroup to kill whole (None: the one process) and why.
+
+    ``kill = "cgroup"`` on the cgroup where the walk stopped takes that cgroup;
+    memory.oom.group (``group``, from oom_group_root) is honoured either way, and
+    the wider of the two wins. The domain root "/" is never killed whole.
+    """
+    node = snapshot.nodes[victim]
+    if node.kill.value != "cgroup" or node.path == "/":
+        return group, "memory.oom.group=1"
+    if group is not None and victim not in _subtree_of(children, group):
+        group = None  # a group below the victim: the victim's cgroup is wider
+    if group is not None:
+        return group, "memory.oom.group=1"
+    return victim, f"kill = cgroup from {node.kill.source}"
+
+
 def _walk_story(snapshot: Snapshot, victim: int, children: Sequence[Sequence[int]],
                 killable_in: Sequence[int]) -> tuple[str, ...]:
     """'path (priority p over siblings...)' for each level the walk descended."""
@@ -146,21 +164,22 @@ def select_victims(
         if task.pid in covered:
             continue
         group = oom_group_root(snapshot, task.node)
-        if group is None:
+        whole, why_whole = kill_target(snapshot, children, victim, group)
+        if whole is None:
             pids: tuple[int, ...] = (task.pid,)
             kill_cgroup = None
             what = f"pid {task.pid} ({task.comm})"
         else:
-            inside = _subtree_of(children, group)
+            inside = _subtree_of(children, whole)
             members = [x for x in tasks if x.node in inside]
             pids = tuple(x.pid for x in members if x.state != TaskState.UNKILLABLE)
             spared = len(members) - len(pids)
             # The kill path spares -1000 members and prioomd itself (the
             # kernel's oom.group rule) by killing such a group task by task.
-            kill_cgroup = nodes[group].path
+            kill_cgroup = nodes[whole].path
             how = "whole" if spared == 0 else f"sparing {spared} unkillable"
-            what = (f"cgroup {nodes[group].path} {how} ({len(pids)} processes, "
-                    f"memory.oom.group=1), chosen through pid {task.pid} ({task.comm})")
+            what = (f"cgroup {nodes[whole].path} {how} ({len(pids)} processes, "
+                    f"{why_whole}), chosen through pid {task.pid} ({task.comm})")
         covered.update(pids)
         if first_victim == -1:
             first_victim = victim

@@ -55,7 +55,7 @@ def _has_memory(sources: Sources) -> bool:
 
 
 def _resolve(tbl: table.PriorityTable, sources: Sources, path: str, cgdir: str,
-             parent_dir: str | None, warnings: list[str]) -> tuple[Setting, Setting]:
+             parent_dir: str | None, warnings: list[str]) -> tuple[Setting, Setting, Setting]:
     xattrs = cgroupfs.read_xattrs(cgdir, table.ALL_XATTRS)
     owner = cgroupfs.owner_uid(cgdir)
     parent_owner = cgroupfs.owner_uid(parent_dir) if parent_dir else None
@@ -63,9 +63,9 @@ def _resolve(tbl: table.PriorityTable, sources: Sources, path: str, cgdir: str,
         resolved = tbl.resolve(path, xattrs, owner, parent_owner)
     except ConfigError as exc:
         warnings.append(f"{path}: {exc}; using the defaults")
-        return _DEFAULT_PRIORITY, _DEFAULT_UPO
+        return _DEFAULT_PRIORITY, _DEFAULT_UPO, table.DEFAULT_KILL
     warnings.extend(resolved.warnings)
-    return resolved.priority, resolved.use_priority_oom
+    return resolved.priority, resolved.use_priority_oom, resolved.kill
 
 
 def _task(facts: procfs.TaskFacts, node: int, self_pid: int, total_pages: int,
@@ -132,7 +132,7 @@ def take(domain: str, tbl: table.PriorityTable, sources: Sources,
             is_node = (parent_node == -1 or not memory_mode
                        or "memory" in cgroupfs.read_controllers(cgdir))
             if is_node:
-                prio, upo = _resolve(tbl, sources, path, cgdir, pdir, warnings)
+                prio, upo, kill = _resolve(tbl, sources, path, cgdir, pdir, warnings)
                 if path == "/":
                     prio = Setting(0, "root: no priority (spec §1.4)")
                 nodes.append(CgroupNode(
@@ -140,7 +140,7 @@ def take(domain: str, tbl: table.PriorityTable, sources: Sources,
                     usage_bytes=cgroupfs.read_usage_bytes(cgdir),
                     memory_max_bytes=cgroupfs.read_memory_max(cgdir),
                     oom_group=cgroupfs.read_oom_group(cgdir),
-                    creation_key=key,
+                    creation_key=key, kill=kill,
                 ))
                 here = len(nodes) - 1
             else:
