@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from prioomd import (
+    attribution,
     audit,
     cgroupfs,
     cgroupns,
@@ -363,6 +364,11 @@ class Daemon:
             # D state): either way wait for it before anything else dies here.
             self.kills += result.outcome == "killed"
             pids = result.candidate.pids
+            why_not = attribution.mark_killed(
+                self.sources.cgroup_root,
+                result.candidate.kill_cgroup or result.candidate.victim_cgroup, len(pids))
+            if why_not is not None:
+                log.debug("%s", why_not)
             self.gate.record_kill(dom.path, pids, cur, expected_bytes=result.freed_bytes)
             assert self.loop is not None
             for pid in pids:

@@ -210,6 +210,21 @@ def _without_psi(proc):
     shutil.rmtree(os.path.join(proc, "pressure"))
 
 
+def test_a_kill_leaves_counters_on_the_victim_cgroup(fake_root, tmp_path, sleepers):
+    root, proc, pids = _tree(fake_root, sleepers, mem_available_kb=100_000)
+    d, _ = _run(root, proc, tmp_path, seconds=0.1)
+    d.dry_run = False
+    d.killer = _SignalledButNotGone()
+    d.loop = _Loop()
+    d.states["/"].cooldown_until = 0.0
+    d._check(d.states["/"], "poll")
+    victim = os.path.join(root, "B", "E")
+    assert os.getxattr(victim, "trusted.prioomd.ooms") == b"1"
+    assert os.getxattr(victim, "trusted.prioomd.killed") == b"1"
+    with pytest.raises(OSError):
+        os.getxattr(os.path.join(root, "B", "F"), "trusted.prioomd.ooms")
+
+
 def test_no_psi_kernel_still_kills_at_the_floor(fake_root, tmp_path, sleepers):
     root, proc, pids = _tree(fake_root, sleepers, mem_available_kb=100_000)  # 2.4 %
     _without_psi(proc)
