@@ -41,6 +41,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from prioomd.attribution import kube_ids
 from prioomd.model import Decision, KillResult
 from prioomd.textsafe import show
 
@@ -112,6 +113,7 @@ def build_decision_record(
         "victim_pids": list(cand.pids) if cand else [],
         "victim_comm": cand.comm if cand else None,
         "kill_cgroup": cand.kill_cgroup if cand else None,
+        **_kube_fields(cand.kill_cgroup or cand.victim_cgroup if cand else None),
         "reason": cand.reason if cand else decision.reason,
         "decision_outcome": decision.outcome,
         "decision_reason": decision.reason,
@@ -131,6 +133,16 @@ def build_decision_record(
         for i, c in enumerate(decision.candidates) if c is not cand
     ][:MAX_RUNNERS_UP]
     return record
+
+
+KUBE_FIELDS = ("pod_uid", "container_id", "qos_class", "container_runtime")
+
+
+def _kube_fields(path: str | None) -> dict[str, str | None]:
+    """k8s_pod_uid, k8s_container_id...: the pod and container the kill took,
+    parsed from the cgroup path (attribution.kube_ids); None outside Kubernetes."""
+    ids = kube_ids(path) if path else {}
+    return {f"k8s_{k}": ids.get(k) for k in KUBE_FIELDS}
 
 
 def build_miss_record(

@@ -242,11 +242,16 @@ def cmd_set(args: argparse.Namespace) -> int:
             flag = "1" if args.use_priority_oom == "on" else "0"
             writes.append((table.XATTR_USE_PRIORITY_OOM,
                            table.validate_xattr_value(table.XATTR_USE_PRIORITY_OOM, flag)))
+        if args.kill is not None:
+            if path == "/":
+                raise ValueError("the root cgroup is never killed whole")
+            writes.append((table.XATTR_KILL,
+                           table.validate_xattr_value(table.XATTR_KILL, args.kill)))
     except ValueError as exc:
         _print(f"prioomd set: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if not writes:
-        _print("prioomd set: nothing to set (give --priority and/or --use-priority-oom)",
+        _print("prioomd set: nothing to set (give --priority, --use-priority-oom and/or --kill)",
                file=sys.stderr)
         return EXIT_CONFIG
     for name, value in writes:
@@ -322,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("cgroup")
     s.add_argument("--priority", metavar="N", help="0..12, higher = more important")
     s.add_argument("--use-priority-oom", choices=("on", "off"))
+    s.add_argument("--kill", choices=config.KILL_MODES,
+                   help="kill granularity when the walk stops here: the worst process "
+                        "or the whole cgroup")
     s.set_defaults(func=cmd_set)
     return p
 

@@ -63,6 +63,8 @@ RULES_KEY = "cgroup"  # the [[cgroup]] array of tables
 MAX_CONFIG_BYTES = 16 << 20
 
 PRIORITY = Check(lambda v: 0 <= v <= MAX_PRIORITY, f"0..{MAX_PRIORITY}")
+KILL_MODES = ("process", "cgroup")  # kill granularity: the worst process, or the whole cgroup
+KILL_MODE = Check(lambda v: v in KILL_MODES, 'one of "process", "cgroup"')
 ABSOLUTE_PATH = Check(lambda v: v.startswith("/") and "\0" not in v,
                       'starting with "/", without NUL characters')
 
@@ -129,6 +131,10 @@ class _RuleKeys:
     use_priority_oom: bool | None = option(
         None, "Use priority selection when this cgroup's own memory.max is hit."
     )
+    kill: str | None = option(
+        None, 'Kill granularity when the walk stops here: "process" (the worst process) '
+        'or "cgroup" (the whole cgroup; memory.oom.group still widens either).', KILL_MODE,
+    )
 
 
 SECTIONS: dict[str, type] = {
@@ -167,12 +173,13 @@ class Rule:
     priority: int | None
     use_priority_oom: bool | None
     glob: Glob = field(repr=False, compare=False)
+    kill: str | None = None  # "process" | "cgroup"
 
     @classmethod
     def make(cls, number: int, path: str, priority: int | None = None,
-             use_priority_oom: bool | None = None) -> Rule:
+             use_priority_oom: bool | None = None, kill: str | None = None) -> Rule:
         """Build a rule (compiles the glob; ValueError when it is invalid)."""
-        return cls(number, path, priority, use_priority_oom, compile_glob(path))
+        return cls(number, path, priority, use_priority_oom, compile_glob(path), kill)
 
     @property
     def exact(self) -> bool:
@@ -191,12 +198,12 @@ class Rule:
     def matches(self, cgroup_path: str) -> bool:
         return self.glob.matches(cgroup_path)
 
-    def get(self, key: str) -> int | bool | None:
-        value: int | bool | None = getattr(self, key)
+    def get(self, key: str) -> int | bool | str | None:
+        value: int | bool | str | None = getattr(self, key)
         return value
 
 
-RULE_SETTINGS = ("priority", "use_priority_oom")  # what a rule can set, resolved apart
+RULE_SETTINGS = ("priority", "use_priority_oom", "kill")  # what a rule can set, resolved apart
 
 
 @dataclass(frozen=True)
@@ -357,13 +364,13 @@ def _build_rules(value: Any, source: str, problems: list[str]) -> list[Rule]:
         if path == "/":
             problems.extend(_root_rule_problems(table, where, source))
             continue
-        if "priority" not in keys and "use_priority_oom" not in keys:
-            problems.append(f"{source}: {where}: sets nothing: give priority (0..{MAX_PRIORITY}) "
-                            "and/or use_priority_oom (true or false)")
+        if not any(k in keys for k in RULE_SETTINGS):
+            problems.append(f"{source}: {where}: sets nothing: give priority (0..{MAX_PRIORITY}), "
+                            'use_priority_oom (true or false) and/or kill ("process" or "cgroup")')
             continue
         try:
             rules.append(Rule.make(number, path, keys.get("priority"),
-                                   keys.get("use_priority_oom")))
+                                   keys.get("use_priority_oom"), keys.get("kill")))
         except ValueError as exc:
             problems.append(f"{source}: {where} path = {show_value(path)}: {exc}")
     return rules

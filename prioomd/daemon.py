@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from prioomd import (
+    attribution,
     audit,
     cgroupfs,
     cgroupns,
@@ -26,6 +28,7 @@ from prioomd import (
     discovery,
     domains,
     guard,
+    hooks,
     idle,
     kill,
     lazywalk,
@@ -95,6 +98,7 @@ class Daemon:
         self.where = cgroupns.locate_self(sources.cgroup_root, sources.proc_root)
         self.killer = self._make_killer()
         self.dying = cfg.kill.dying_watch()
+        self.hook_plan = cfg.kill.hook_plan()
         self.states: dict[str, _DomainState] = {}
         self.kills = 0
         self._contained = Containment(sources.clock)  # per event: bugs never end the loop
@@ -111,21 +115,21 @@ class Daemon:
         self.metrics: metrics.Metrics | metrics.NullMetrics = metrics.NULL
 
     # ------------------------------------------------------------ set-up
+    def _above_floor(self, what: str = "SIGTERM grace") -> bool:
+        """MemAvailable above the floor: time for a SIGTERM grace or a pre-kill hook."""
+        try:
+            s = domains.sample_root(self.sources.proc_root, self.sources.clock)
+        except (OSError, ValueError, Vanished) as exc:  # no numbers: no time to spend
+            log.warning("no %s: cannot read memory: %s", what, exc)
+            return False
+        return s.mem_available_bytes * 100 >= \
+            s.mem_total_bytes * self.cfg.detect.mem_available_floor_pct
+
     def _make_killer(self) -> kill.Killer:
-        floor = self.cfg.detect.mem_available_floor_pct
-
-        def grace_allowed() -> bool:  # a SIGTERM grace only while above the floor
-            try:
-                s = domains.sample_root(self.sources.proc_root, self.sources.clock)
-            except (OSError, ValueError, Vanished) as exc:  # no numbers: no grace
-                log.warning("no SIGTERM grace: cannot read memory: %s", exc)
-                return False
-            return s.mem_available_bytes * 100 >= s.mem_total_bytes * floor
-
         return kill.Killer(self.sources.cgroup_root, proc_root=self.sources.proc_root,
                            clock=self.sources.clock, dry_run=self.dry_run,
                            protected_pids={1, os.getpid()},
-                           policy=self.cfg.kill.kill_policy(grace_only_if=grace_allowed),
+                           policy=self.cfg.kill.kill_policy(grace_only_if=self._above_floor),
                            keepalive=lambda: self.notifier.watchdog(),
                            cgroupns_root=self.where.ns_root if self.where else "/")
 
@@ -399,6 +403,8 @@ class Daemon:
                                trigger, detected_at, threat)
                 return
             log.info("%s: %s", dom.path, threat.reason)
+            if _round == 0:
+                self._hook("prekill", dom, decision, trigger)
             self.notifier.watchdog()  # the snapshot is behind us; the kill pings as it waits
             result = self.killer.execute(decision, recheck=still_threatened)
             self._emit(decision, result, trigger, detected_at, threat)
@@ -410,6 +416,11 @@ class Daemon:
             # D state): either way wait for it before anything else dies here.
             self.kills += result.outcome == "killed"
             pids = result.candidate.pids
+            why_not = attribution.mark_killed(
+                self.sources.cgroup_root,
+                result.candidate.kill_cgroup or result.candidate.victim_cgroup, len(pids))
+            if why_not is not None:
+                log.debug("%s", why_not)
             self.gate.record_kill(dom.path, pids, cur, expected_bytes=result.freed_bytes)
             assert self.loop is not None
             for pid in pids:
@@ -417,6 +428,32 @@ class Daemon:
                 self.victims.watch(self.loop, pid)
         elif result.outcome == "dry-run":
             state.cooldown_until = cur.taken_at + self.cfg.detect.post_action_delay_s
+        if result.candidate is not None and (result.signal_sent_at is not None
+                                             or result.outcome == "dry-run"):
+            self._hook("postkill", dom, decision, trigger, result)
+
+    def _hook(self, kind: str, dom: domains.Domain, decision: Decision, trigger: str,
+              result: KillResult | None = None) -> None:
+        """Run [kill] prekill_hook (here, bounded by hook_timeout_s, only when the
+        threat leaves time: a cgroup domain under [guard], or the root above the
+        floor) or postkill_hook (in a thread of its own: the loop never waits)."""
+        plan = self.hook_plan
+        path = plan.prekill if kind == "prekill" else plan.postkill
+        cand = result.candidate if result is not None else decision.candidates[0]
+        if not path or cand is None:
+            return
+        if kind == "prekill" and not (self.cfg.guard.enabled if not dom.is_root
+                                      else self._above_floor("pre-kill hook")):
+            log.info("%s: pre-kill hook skipped: no time to spare", dom.path)
+            return
+        env = hooks.facts(kind, decision, cand, trigger=trigger, dry_run=self.dry_run,
+                          result=result)
+        if kind == "prekill":
+            hooks.run_logged(kind, path, env, plan.timeout_s,
+                             keepalive=lambda: self.notifier.watchdog())
+        else:
+            threading.Thread(target=hooks.run_logged, args=(kind, path, env, plan.timeout_s),
+                             name="prioomd-postkill", daemon=True).start()
 
     def _emit(self, decision: Decision, result: KillResult, trigger: str, detected_at: float,
               threat: detect.Threat) -> None:
@@ -471,6 +508,7 @@ class Daemon:
         self.cfg = cfg
         self.table = table.PriorityTable(cfg)
         self.killer = self._make_killer()
+        self.hook_plan = cfg.kill.hook_plan()
         self.dying.timeout_s = cfg.kill.dying_timeout_s
         self.guard.thresholds = cfg.detect.cgroup_thresholds()
         self.idle.set_thresholds(cfg.detect.root_thresholds())

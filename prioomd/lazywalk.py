@@ -61,7 +61,7 @@ class _Node:
     controller in the hierarchy); what was read about it, read at most once."""
 
     __slots__ = ("ident", "path", "cgdir", "parent", "populated", "kids", "folded", "pids",
-                 "tasks", "priority", "usage", "oom_group", "owner")
+                 "tasks", "priority", "kill", "usage", "oom_group", "owner")
 
     def __init__(self, ident: int, path: str, cgdir: str, parent: _Node | None,
                  populated: bool) -> None:
@@ -75,6 +75,7 @@ class _Node:
         self.pids: list[int] | None = None  # own processes, with the folded children's
         self.tasks: list[Task] | None = None
         self.priority: Setting | None = None
+        self.kill: Setting | None = None  # kill granularity, resolved with the priority
         self.usage: int | None = None
         self.oom_group: bool | None = None
         self.owner: int | None = None
@@ -197,19 +198,29 @@ class _Tree:
                 return True
         return False
 
-    def priority(self, node: _Node) -> int:
-        if node.priority is None:
+    def _settings(self, node: _Node) -> None:
+        if node.priority is None or node.kill is None:
             parent = node.parent
             if parent is not None and parent.owner is None:
                 parent.owner = _owner(parent.cgdir)
             try:
-                prio, _ = snapshot.resolve(self.tbl, node.path, node.cgdir,
-                                           None if parent is None else parent.owner,
-                                           self.warnings)
+                prio, _upo, kill = snapshot.resolve(self.tbl, node.path, node.cgdir,
+                                                    None if parent is None else parent.owner,
+                                                    self.warnings)
             except _GONE:
-                prio = table.DEFAULT_PRIORITY
-            node.priority = prio
+                prio, kill = table.DEFAULT_PRIORITY, table.DEFAULT_KILL
+            node.priority, node.kill = prio, kill
+
+    def priority(self, node: _Node) -> int:
+        self._settings(node)
+        assert node.priority is not None
         return int(node.priority.value)
+
+    def kill(self, node: _Node) -> Setting:
+        """The kill granularity ("process" or "cgroup") of the node (table.py)."""
+        self._settings(node)
+        assert node.kill is not None
+        return node.kill
 
     def usage(self, node: _Node) -> int:
         if node.usage is None:
@@ -335,9 +346,9 @@ def _story(levels: list[tuple[_Node, list[_Node]]], tree: _Tree) -> str:
     return " > ".join(steps)
 
 
-def _oom_group(walk: _Walk, task: Task) -> tuple[str | None, list[Task]]:
+def _oom_group(walk: _Walk, task: Task) -> _Node | None:
     """mem_cgroup_get_oom_group(): the highest ancestor up to the domain root with
-    memory.oom.group=1 (read upward only), and every task of its subtree."""
+    memory.oom.group=1 (read upward only)."""
     tree = walk.tree
     found: _Node | None = None
     node: _Node | None = tree.nodes[task.node]
@@ -345,9 +356,31 @@ def _oom_group(walk: _Walk, task: Task) -> tuple[str | None, list[Task]]:
         if tree.oom_group(node):
             found = node
         node = node.parent
-    if found is None:
-        return None, []
-    return found.path, walk.subtree_tasks(found, ranked_too=True)
+    return found
+
+
+def _kill_target(walk: _Walk, victim: _Node, task: Task
+                 ) -> tuple[str | None, list[Task], str]:
+    """select.kill_target on the walked path: the cgroup to kill whole (None: the
+    one process), every task of its subtree, and why."""
+    whole, why = _oom_group(walk, task), "memory.oom.group=1"
+    kill = walk.tree.kill(victim)
+    if kill.value == "cgroup" and victim.path != "/":
+        if whole is not None and not _is_ancestor(whole, victim):
+            whole = None  # a group below the victim: the victim's cgroup is wider
+        if whole is None:
+            whole, why = victim, f"kill = cgroup from {kill.source}"
+    if whole is None:
+        return None, [], why
+    return whole.path, walk.subtree_tasks(whole, ranked_too=True), why
+
+
+def _is_ancestor(node: _Node, of: _Node) -> bool:
+    """node is ``of`` or one of its ancestors."""
+    cur: _Node | None = of
+    while cur is not None and cur is not node:
+        cur = cur.parent
+    return cur is node
 
 
 Settle = Callable[[Snapshot], tuple[Snapshot, tuple[Task, ...]]]
@@ -370,9 +403,9 @@ def _rank(walk: _Walk, domain: str, max_candidates: int, name: str) -> Decision:
         walk.gone.add(task.pid)
         if task.pid in covered:
             continue
-        group, members = _oom_group(walk, task)
+        group, members, why_whole = _kill_target(walk, victim, task)
         cand = select.make_candidate(domain, victim.path, task, _story(levels, tree), group,
-                                     members)
+                                     members, why_whole)
         covered.update(cand.pids)
         if not candidates:
             first_walk = (domain, *(chosen.path for chosen, _ in levels))

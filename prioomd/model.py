@@ -26,7 +26,7 @@ class TaskState(enum.IntEnum):
 class Setting:
     """One effective value of the priority table and where it came from."""
 
-    value: int | bool
+    value: int | bool | str
     source: str  # "default", "xattr trusted.prioomd.priority", "config ... [[cgroup]] #2", ...
 
 
@@ -40,6 +40,7 @@ class CgroupNode:
     memory_max_bytes: int | None  # None: "max" or no memory controller
     oom_group: bool  # memory.oom.group
     creation_key: tuple[int, int]  # (birth time ns or 0, inode): sibling order
+    kill: Setting = Setting("process", "default")  # granularity where the walk stops here
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,8 @@ def tree_json(snapshot: Snapshot, decisions: Sequence[Decision], header: Mapping
             "usage_bytes": n.usage_bytes,
             "memory_max_bytes": n.memory_max_bytes,
             "oom_group": n.oom_group,
+            "kill": n.kill.value,
+            "kill_source": n.kill.source,
             "procs": procs[i],
             "killable": killable[i],
             "victim_of": victims.get(n.path, []),
@@ -90,7 +92,7 @@ def tree_text(snapshot: Snapshot, decisions: Sequence[Decision], header_lines: S
     for d in decisions:
         if d.candidates:
             c = d.candidates[0]
-            what = f"kill {c.kill_cgroup} (oom.group)" if c.kill_cgroup else f"pid {c.pid}"
+            what = f"kill cgroup {c.kill_cgroup}" if c.kill_cgroup else f"pid {c.pid}"
             marks.setdefault(c.victim_cgroup, []).append(f"<- victim of {d.domain}: {what}")
     names = [("  " * depth[i]) + show(n.path if i == 0 else n.path.rsplit("/", 1)[-1])
              for i, n in enumerate(snapshot.nodes)]

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from prioomd import detect, dying, gate, kill, psi_trigger
+from prioomd import detect, dying, gate, hooks, kill, psi_trigger
 from prioomd.options import Check, option
 
 PCT = Check(lambda v: 0 <= v <= 100, "0..100")
@@ -37,6 +37,11 @@ GRACE = Check(lambda v: 0 <= v <= GRACE_LONGEST_S, f"0..{GRACE_LONGEST_S:g}")
 CONFIRM = Check(lambda v: 0 < v <= CONFIRM_LONGEST_S, f"> 0 and <= {CONFIRM_LONGEST_S:g}")
 DELAY = Check(lambda v: 0 <= v <= DELAY_LONGEST_S, f"0..{DELAY_LONGEST_S:g}")
 DYING = Check(lambda v: 0 < v <= CONFIRM_LONGEST_S, f"> 0 and <= {CONFIRM_LONGEST_S:g}")
+# A pre-kill hook runs while memory runs short: oomd's bound for its hooks.
+HOOK_LONGEST_S = 5.0
+HOOK_TIMEOUT = Check(lambda v: 0 < v <= HOOK_LONGEST_S, f"> 0 and <= {HOOK_LONGEST_S:g}")
+HOOK_PATH = Check(lambda v: v == "" or (v.startswith("/") and "\0" not in v),
+                  '"" (none) or an absolute path')
 
 
 def _require(section: object, name: str, check: Check) -> None:
@@ -156,6 +161,16 @@ class KillConfig:
         "its subtree at most this long, and dying processes hold a domain up at most this "
         "long in a row; then they are reaped with process_mrelease and skipped (the "
         "kernel's OOM reaper bound).", DYING)
+    prekill_hook: str = option(
+        "", "Executable run before a kill with the decision's facts in PRIOOMD_* variables, "
+        "only when the threat leaves time (a cgroup domain under [guard], or MemAvailable "
+        "above the floor); the kill follows whatever it does ('' = none).", HOOK_PATH)
+    postkill_hook: str = option(
+        "", "Executable run after a kill (signal sent), with the facts and PRIOOMD_OUTCOME; "
+        "in the background, never delaying the loop ('' = none).", HOOK_PATH)
+    hook_timeout_s: float = option(
+        1.0, "A hook still running after this long is killed (with its process group).",
+        HOOK_TIMEOUT)
 
     def kill_policy(self, grace_only_if: Callable[[], bool] | None = None) -> kill.KillPolicy:
         """The Killer's policy; ValueError for a wait the kill path cannot make."""
@@ -163,6 +178,12 @@ class KillConfig:
         _require(self, "confirm_timeout_s", CONFIRM)
         return kill.KillPolicy(sigterm_grace_s=self.sigterm_grace_s, grace_only_if=grace_only_if,
                                confirm_timeout_s=self.confirm_timeout_s, mrelease=self.mrelease)
+
+    def hook_plan(self) -> hooks.HookPlan:
+        _require(self, "prekill_hook", HOOK_PATH)
+        _require(self, "postkill_hook", HOOK_PATH)
+        _require(self, "hook_timeout_s", HOOK_TIMEOUT)
+        return hooks.HookPlan(self.prekill_hook, self.postkill_hook, self.hook_timeout_s)
 
     def dying_watch(self) -> dying.DyingWatch:
         _require(self, "dying_timeout_s", DYING)
@@ -217,5 +238,5 @@ class MetricsConfig:
 BUILDERS: dict[str, tuple[Callable[[Any], object], ...]] = {
     "detect": (DetectConfig.root_thresholds, DetectConfig.cgroup_thresholds,
                DetectConfig.psi_trigger_us, DetectConfig.post_action_gate),
-    "kill": (KillConfig.kill_policy, KillConfig.dying_watch),
+    "kill": (KillConfig.kill_policy, KillConfig.dying_watch, KillConfig.hook_plan),
 }

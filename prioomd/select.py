@@ -72,6 +72,24 @@ def oom_group_root(snapshot: Snapshot, node: int) -> int | None:
     return found
 
 
+def kill_target(snapshot: Snapshot, children: Sequence[Sequence[int]], victim: int,
+                group: int | None) -> tuple[int | None, str]:
+    """The cgroup to kill whole (None: the one process) and why.
+
+    ``kill = "cgroup"`` on the cgroup where the walk stopped takes that cgroup;
+    memory.oom.group (``group``, from oom_group_root) is honoured either way, and
+    the wider of the two wins. The domain root "/" is never killed whole.
+    """
+    node = snapshot.nodes[victim]
+    if node.kill.value != "cgroup" or node.path == "/":
+        return group, "memory.oom.group=1"
+    if group is not None and victim not in _subtree_of(children, group):
+        group = None  # a group below the victim: the victim's cgroup is wider
+    if group is not None:
+        return group, "memory.oom.group=1"
+    return victim, f"kill = cgroup from {node.kill.source}"
+
+
 def _walk_story(snapshot: Snapshot, victim: int, children: Sequence[Sequence[int]],
                 killable_in: Sequence[int]) -> tuple[str, ...]:
     """'path (priority p over siblings...)' for each level the walk descended."""
@@ -108,9 +126,11 @@ def walk_state(task: Task) -> int:
 
 
 def make_candidate(domain: str, victim_cgroup: str, task: Task, story: str,
-                   group: str | None, members: Sequence[Task]) -> Candidate:
-    """One ranked kill: ``task``, or the cgroup ``group`` (memory.oom.group) whose
-    subtree holds ``members``. ``story`` is the walk, level by level."""
+                   group: str | None, members: Sequence[Task],
+                   why_whole: str = "memory.oom.group=1") -> Candidate:
+    """One ranked kill: ``task``, or the cgroup ``group`` (memory.oom.group, or
+    ``kill = cgroup``: ``why_whole``; see kill_target) whose subtree holds
+    ``members``. ``story`` is the walk, level by level."""
     if group is None:
         pids: tuple[int, ...] = (task.pid,)
         what = f"pid {task.pid} ({task.comm})"
@@ -121,7 +141,7 @@ def make_candidate(domain: str, victim_cgroup: str, task: Task, story: str,
         # oom.group rule) by killing such a group task by task.
         how = "whole" if spared == 0 else f"sparing {spared} unkillable"
         what = (f"cgroup {group} {how} ({len(pids)} processes, "
-                f"memory.oom.group=1), chosen through pid {task.pid} ({task.comm})")
+                f"{why_whole}), chosen through pid {task.pid} ({task.comm})")
     return Candidate(
         victim_cgroup=victim_cgroup, pid=task.pid, comm=task.comm, badness=task.badness,
         rss_bytes=task.rss_bytes, kill_cgroup=group, pids=pids, start_ticks=task.start_ticks,
@@ -184,14 +204,15 @@ def select_victims(
         if task.pid in covered:
             continue
         group = oom_group_root(snapshot, task.node)
+        whole, why_whole = kill_target(snapshot, children, victim, group)
         members: list[Task] = []
-        if group is not None:
-            inside = _subtree_of(children, group)
+        if whole is not None:
+            inside = _subtree_of(children, whole)
             members = [x for x in tasks if x.node in inside]
         cand = make_candidate(
             snapshot.domain, nodes[victim].path, task,
             " > ".join(_walk_story(snapshot, victim, children, killable_in)),
-            None if group is None else nodes[group].path, members)
+            None if whole is None else nodes[whole].path, members, why_whole)
         covered.update(cand.pids)
         if first_victim == -1:
             first_victim = victim

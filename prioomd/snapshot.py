@@ -59,19 +59,21 @@ def has_memory(sources: Sources) -> bool:
 
 
 def resolve(tbl: table.PriorityTable, path: str, cgdir: str, parent_owner: int | None,
-            warnings: list[str]) -> tuple[Setting, Setting]:
-    """The cgroup's priority and use_priority_oom from the table (xattrs read here);
-    ``parent_owner`` is the uid owning the parent directory (None for the root)."""
+            warnings: list[str]) -> tuple[Setting, Setting, Setting]:
+    """The cgroup's priority, use_priority_oom and kill granularity from the table
+    (xattrs read here); ``parent_owner`` is the uid owning the parent directory
+    (None for the root)."""
     xattrs = cgroupfs.read_xattrs(cgdir, table.ALL_XATTRS)
     owner = cgroupfs.owner_uid(cgdir)
     try:
         resolved = tbl.resolve(path, xattrs, owner, parent_owner)
-        prio, upo = resolved.priority, resolved.use_priority_oom
         warnings.extend(resolved.warnings)
     except ConfigError as exc:
         warnings.append(f"{path}: {exc}; using the defaults")
-        prio, upo = _DEFAULT_PRIORITY, _DEFAULT_UPO
-    return (table.ROOT_PRIORITY if path == "/" else prio), upo
+        prio, upo, kill = _DEFAULT_PRIORITY, _DEFAULT_UPO, table.DEFAULT_KILL
+    else:
+        prio, upo, kill = resolved.priority, resolved.use_priority_oom, resolved.kill
+    return (table.ROOT_PRIORITY if path == "/" else prio), upo, kill
 
 
 def make_task(facts: procfs.TaskFacts, node: int, self_pid: int, total_pages: int,
@@ -138,14 +140,14 @@ def take(domain: str, tbl: table.PriorityTable, sources: Sources,
             is_node = (parent_node == -1 or not memory_mode
                        or "memory" in cgroupfs.read_controllers(cgdir))
             if is_node:
-                prio, upo = resolve(tbl, path, cgdir,
-                                    cgroupfs.owner_uid(pdir) if pdir else None, warnings)
+                prio, upo, kill = resolve(tbl, path, cgdir,
+                                          cgroupfs.owner_uid(pdir) if pdir else None, warnings)
                 nodes.append(CgroupNode(
                     path=path, parent=parent_node, priority=prio, use_priority_oom=upo,
                     usage_bytes=cgroupfs.read_usage_bytes(cgdir),
                     memory_max_bytes=cgroupfs.read_memory_max(cgdir),
                     oom_group=cgroupfs.read_oom_group(cgdir),
-                    creation_key=key,
+                    creation_key=key, kill=kill,
                 ))
                 here = len(nodes) - 1
             else:

@@ -21,6 +21,11 @@ resolved on its own, from the first source, in this order, that gives a valid va
    ``trusted.*`` hints before ``user.*`` ones, which follow the delegation rule too;
 5. the default: priority 0, use_priority_oom false. Nothing is inherited (spec §1.4).
 
+The kill granularity (``kill``: ``process``, the worst process, or ``cgroup``, the
+whole cgroup where the walk stops) resolves the same way from
+``trusted.prioomd.kill``, the rules' ``kill`` key, ``user.prioomd.kill``, then the
+default ``process`` (peer hints do not set it).
+
 The root cgroup "/" has no priority (spec §1.4); its use_priority_oom comes from
 ``trusted.prioomd.use_priority_oom`` or ``[root] use_priority_oom`` only.
 
@@ -36,7 +41,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from prioomd.config import MAX_PRIORITY, Config, Rule
+from prioomd.config import KILL_MODES, MAX_PRIORITY, Config, Rule
 from prioomd.errors import ConfigError
 from prioomd.glob import literal_prefix
 from prioomd.model import Setting
@@ -46,6 +51,8 @@ XATTR_PRIORITY = "trusted.prioomd.priority"
 XATTR_USE_PRIORITY_OOM = "trusted.prioomd.use_priority_oom"
 USER_XATTR_PRIORITY = "user.prioomd.priority"
 USER_XATTR_USE_PRIORITY_OOM = "user.prioomd.use_priority_oom"
+XATTR_KILL = "trusted.prioomd.kill"
+USER_XATTR_KILL = "user.prioomd.kill"
 HINT_OOMD_PREFER = "trusted.oomd_prefer"  # oomd: kill this cgroup first
 HINT_OOMD_AVOID = "trusted.oomd_avoid"  # oomd: kill this cgroup last
 HINT_SYSTEMD_OMIT = "user.oomd_omit"  # systemd-oomd ManagedOOMPreference=omit
@@ -53,7 +60,8 @@ HINT_SYSTEMD_AVOID = "user.oomd_avoid"  # systemd-oomd ManagedOOMPreference=avoi
 
 PRIORITY_XATTRS = (XATTR_PRIORITY, USER_XATTR_PRIORITY)
 USE_PRIORITY_OOM_XATTRS = (XATTR_USE_PRIORITY_OOM, USER_XATTR_USE_PRIORITY_OOM)
-SETTABLE_XATTRS = PRIORITY_XATTRS + USE_PRIORITY_OOM_XATTRS  # what `prioomd set` writes
+KILL_XATTRS = (XATTR_KILL, USER_XATTR_KILL)
+SETTABLE_XATTRS = PRIORITY_XATTRS + USE_PRIORITY_OOM_XATTRS + KILL_XATTRS  # `prioomd set`
 # Layer 4 in precedence order, each with the [hints] key giving its priority.
 HINT_XATTRS: tuple[tuple[str, str], ...] = (
     (HINT_OOMD_PREFER, "oomd_prefer"),
@@ -67,11 +75,14 @@ ROOT = "/"
 ROOT_PRIORITY = Setting(0, "root: no priority (spec §1.4)")
 DEFAULT_PRIORITY = Setting(0, "default")
 DEFAULT_USE_PRIORITY_OOM = Setting(False, "default")
+DEFAULT_KILL = Setting("process", "default")
+ROOT_KILL = Setting("process", "root: never killed whole")
 
 # Decimal, an optional single trailing newline (what `echo` writes), no sign, no
 # blanks; the digit cap keeps a hostile value from becoming a huge int.
 _PRIORITY_RE = re.compile(rb"([0-9]{1,4})\n?")
 _BOOL_RE = re.compile(rb"([01])\n?")
+_KILL_RE = re.compile(rb"(process|cgroup)\n?")
 # systemd's parse_boolean, which is how systemd-oomd reads its hints.
 _HINT_TRUE = frozenset({b"1", b"yes", b"y", b"true", b"t", b"on"})
 _HINT_FALSE = frozenset({b"0", b"no", b"n", b"false", b"f", b"off"})
@@ -84,6 +95,7 @@ class Resolved:
     priority: Setting
     use_priority_oom: Setting
     warnings: tuple[str, ...]
+    kill: Setting = DEFAULT_KILL  # kill granularity: "process" or "cgroup"
 
 
 @dataclass(frozen=True)
@@ -92,7 +104,7 @@ class _Source:
 
     layer: int  # 1..5, the precedence layer
     label: str  # becomes Setting.source when this source wins
-    value: int | bool | None  # None: gives no value
+    value: int | bool | str | None  # None: gives no value
     note: str  # what was seen, for explain()
     error: ConfigError | None = None  # equally specific rules disagree
     why: str = ""  # why it wins, when not the layer's usual reason
@@ -123,6 +135,12 @@ def parse_hint(raw: bytes) -> bool | None:
     return None
 
 
+def parse_kill(raw: bytes) -> str | None:
+    """A kill-granularity xattr value, or None when it is not process or cgroup."""
+    m = _KILL_RE.fullmatch(raw)
+    return None if m is None else m.group(1).decode()
+
+
 def validate_xattr_value(name: str, text: str) -> bytes:
     """The bytes ``prioomd set NAME TEXT`` writes; ValueError with the reason."""
     word = text.strip()
@@ -139,6 +157,11 @@ def validate_xattr_value(name: str, text: str) -> bytes:
             return b"0"
         raise ValueError(f"{name}: {text!r} is not a boolean: must be 1 or 0 "
                          "(true/false, yes/no, on/off)")
+    if name in KILL_XATTRS:
+        if word not in KILL_MODES:
+            raise ValueError(f"{name}: {text!r} is not a kill granularity: must be "
+                             "process (the worst process) or cgroup (the whole cgroup)")
+        return word.encode()
     raise ValueError(f"{name!r} is not an xattr prioomd sets: use one of "
                      f"{', '.join(SETTABLE_XATTRS)}")
 
@@ -188,7 +211,7 @@ class PriorityTable:
                 raise winner.error
             assert winner.value is not None
             settings.append(Setting(winner.value, winner.label))
-        return Resolved(settings[0], settings[1], tuple(warnings))
+        return Resolved(settings[0], settings[1], tuple(warnings), settings[2])
 
     def explain(self, path: str, xattrs: Mapping[str, bytes], owner_uid: int | None,
                 parent_owner_uid: int | None) -> list[str]:
@@ -198,7 +221,7 @@ class PriorityTable:
         lines = [f"cgroup {path} (owner uid {owner_uid}, parent owner uid {parent_owner_uid})"]
         warnings: list[str] = []
         all_sources = self._all_sources(path, xattrs, owner_uid, parent_owner_uid, warnings)
-        for key, sources in zip(("priority", "use_priority_oom"), all_sources, strict=True):
+        for key, sources in zip(("priority", "use_priority_oom", "kill"), all_sources, strict=True):
             winner = _winner(sources)
             if winner.error is not None:
                 lines.append(f"{key}: UNRESOLVED: {winner.error}")
@@ -220,7 +243,7 @@ class PriorityTable:
 
     def _all_sources(self, path: str, xattrs: Mapping[str, bytes], owner_uid: int | None,
                      parent_owner_uid: int | None,
-                     warnings: list[str]) -> tuple[list[_Source], list[_Source]]:
+                     warnings: list[str]) -> tuple[list[_Source], ...]:
         if not path.startswith("/"):
             raise ValueError(f"cgroup path {path!r} must start with '/'")
         if path == ROOT:
@@ -242,13 +265,20 @@ class PriorityTable:
             _Source(5, DEFAULT_USE_PRIORITY_OOM.source, DEFAULT_USE_PRIORITY_OOM.value,
                     "nothing else applies"),
         ]
-        return priority, use_priority_oom
+        kill = [
+            _xattr_source(1, path, XATTR_KILL, xattrs, None, warnings),
+            *self._rule_sources("kill", path, matching),
+            _xattr_source(3, path, USER_XATTR_KILL, xattrs, refusal, warnings),
+            _Source(5, DEFAULT_KILL.source, DEFAULT_KILL.value, "nothing else applies"),
+        ]
+        return priority, use_priority_oom, kill
 
     def _root_sources(self, xattrs: Mapping[str, bytes],
-                      warnings: list[str]) -> tuple[list[_Source], list[_Source]]:
-        for name in PRIORITY_XATTRS + (USER_XATTR_USE_PRIORITY_OOM,):
+                      warnings: list[str]) -> tuple[list[_Source], ...]:
+        for name in PRIORITY_XATTRS + (USER_XATTR_USE_PRIORITY_OOM,) + KILL_XATTRS:
             if name in xattrs:
                 why = ("the root cgroup has no priority (spec §1.4)" if name in PRIORITY_XATTRS
+                       else "the root cgroup is never killed whole" if name in KILL_XATTRS
                        else "only trusted.* xattrs or [root] configure the root")
                 warnings.append(f"{ROOT}: xattr {name} = {_show_bytes(xattrs[name])} "
                                 f"ignored: {why}")
@@ -261,7 +291,9 @@ class PriorityTable:
             _Source(2, f"config {self.config.source} [root] use_priority_oom", value,
                     show_value(value), why="the root is configured by [root], not by rules"),
         ]
-        return priority, use_priority_oom
+        kill = [_Source(0, ROOT_KILL.source, ROOT_KILL.value, "never consulted",
+                        why="a kill never takes the whole root cgroup")]
+        return priority, use_priority_oom, kill
 
     def _rule_sources(self, key: str, path: str, matching: list[Rule]) -> list[_Source]:
         out: list[_Source] = []
@@ -339,9 +371,11 @@ def _xattr_source(layer: int, path: str, name: str, xattrs: Mapping[str, bytes],
     if refusal is not None:
         warnings.append(f"{path}: xattr {name} = {shown} ignored: {refusal}")
         return _Source(layer, label, None, f"{shown}: ignored: {refusal}")
-    value: int | bool | None
+    value: int | bool | str | None
     if name in PRIORITY_XATTRS:
         value, allowed = parse_priority(raw), f"a decimal 0..{MAX_PRIORITY}"
+    elif name in KILL_XATTRS:
+        value, allowed = parse_kill(raw), "process or cgroup"
     else:
         value, allowed = parse_use_priority_oom(raw), "0 or 1"
     if value is None:

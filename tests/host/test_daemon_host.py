@@ -70,9 +70,10 @@ class World:
         self.audit = tmp_path / "audit.jsonl"
         self.oom = 0
 
-    def start(self, grace_s: float) -> subprocess.Popen[bytes]:
+    def start(self, grace_s: float, kill_extra: str = "") -> subprocess.Popen[bytes]:
         conf = self.tmp / "prioomd.toml"
-        conf.write_text(f"[kill]\nsigterm_grace_s = {grace_s}\n[detect]\npoll_max_s = 0.2\n"
+        conf.write_text(f"[kill]\nsigterm_grace_s = {grace_s}\n{kill_extra}"
+                        "[detect]\npoll_max_s = 0.2\n"
                         f"[audit]\nfile = \"{self.audit}\"\njournal = false\n")
         with open(self.tmp / "daemon.log", "ab") as log:  # the child keeps its own copy
             return subprocess.Popen(
@@ -129,3 +130,40 @@ def test_sigkill_mid_kill_then_restart_and_stop(fake_root, tmp_path, procs):
     assert not (w.run_dir / "guard.json").exists()
     killed = [r for r in w.records() if r["outcome"] == "killed"]
     assert [r["victim_pid"] for r in killed] == [procs["victim"].pid]
+
+
+def _hook(path: Path, body: str) -> Path:
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return path
+
+
+def test_a_hanging_prekill_hook_does_not_hold_the_kill_back(fake_root, tmp_path, procs):
+    """A cgroup domain under guard leaves time for the pre-kill hook; this one hangs
+    (600 s) and is killed at its 1 s timeout; the victim dies all the same, and the
+    post-kill hook records the outcome. Generous bounds, as above."""
+    w = World(fake_root, tmp_path, procs)
+    pre = _hook(tmp_path / "pre", f'echo $$ > "{tmp_path}/pre.pid"\nexec sleep 600\n')
+    post = _hook(tmp_path / "post", f'env > "{tmp_path}/post.tmp"\n'
+                 f'mv "{tmp_path}/post.tmp" "{tmp_path}/post.env"\n')
+    daemon = w.start(grace_s=0, kill_extra=f'prekill_hook = "{pre}"\n'
+                     f'postkill_hook = "{post}"\nhook_timeout_s = 1.0\n')
+    try:
+        wait_until(lambda: w.high() != ADMIN_HIGH, "the guard", w.log)
+        wait_until(lambda: procs["victim"].poll() is not None, "the kill", w.log, w.bump_oom)
+        wait_until((tmp_path / "post.env").exists, "the post-kill hook", w.log)
+        assert procs["keeper"].poll() is None
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=PATIENCE_S) == 0, w.log()
+    assert "prekill hook" in w.log() and ": timeout after" in w.log(), w.log()
+    hook_pid = int((tmp_path / "pre.pid").read_text())
+    assert not Path(f"/proc/{hook_pid}/cmdline").exists() or \
+        Path(f"/proc/{hook_pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    killed = [r for r in w.records() if r["outcome"] == "killed"]
+    assert [r["victim_pid"] for r in killed] == [procs["victim"].pid]
+    # detection to SIGKILL: the hook's 1 s timeout, not its 600 s
+    assert 900 <= killed[0]["t_detect_to_signal_ms"] < 20_000
+    env = (tmp_path / "post.env").read_bytes()
+    assert b"PRIOOMD_OUTCOME=killed\n" in env
+    assert f"PRIOOMD_VICTIM_PID={procs['victim'].pid}\n".encode() in env

@@ -420,3 +420,26 @@ def test_a_victim_whose_leader_sits_in_a_threaded_cgroup(host_cgroup_root, host_
     result = Killer(host_cgroup_root).execute(decision)
     assert [a.outcome for a in result.attempts] == ["killed"], result.detail
     assert hog.wait(timeout=5) == -signal.SIGKILL and db.poll() is None
+
+
+def test_kill_cgroup_xattr_kills_the_whole_cgroup_where_the_walk_stops(
+        host_cgroup_root, host_cgroup, spawn):
+    """trusted.prioomd.kill = cgroup on the cgroup the walk stops at: it goes whole;
+    the sibling with the default granularity then loses one process at a time."""
+    low, high = _low_high(host_cgroup)
+    os.setxattr(low, "trusted.prioomd.kill", b"cgroup")
+    shell = spawn(["sh", "-c", "sleep 100 & sleep 100 & wait"], cgdir=low)
+    db1, db2 = spawn(["sleep", "100"], cgdir=high), spawn(["sleep", "100"], cgdir=high)
+    _until(lambda: len(_procs(low)) == 3, "3 processes in low")
+    decision = _walk(host_cgroup_root, host_cgroup)
+    first = decision.candidates[0]
+    assert first.kill_cgroup == _rel(host_cgroup_root, low), first.reason
+    assert sorted(first.pids) == sorted(_procs(low))
+    assert "kill = cgroup from xattr trusted.prioomd.kill" in first.reason
+    result = Killer(host_cgroup_root).execute(decision)
+    assert result.outcome == "killed" and result.method == "cgroup.kill", result.detail
+    assert shell.wait(timeout=5) == -signal.SIGKILL
+    assert not _populated(low)
+    assert db1.poll() is None and db2.poll() is None
+    second = _walk(host_cgroup_root, host_cgroup).candidates[0]
+    assert second.kill_cgroup is None and second.pid in (db1.pid, db2.pid)

@@ -57,6 +57,23 @@ def test_decision_record_fields():
     ]
 
 
+def test_decision_record_names_the_pod_and_container_it_killed():
+    uid, cid = "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9", "ab" * 32
+    path = (f"/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod"
+            f"{uid.replace('-', '_')}.slice/cri-containerd-{cid}.scope")
+    cand = Candidate(victim_cgroup=path, pid=7, comm="java", badness=1, rss_bytes=1,
+                     kill_cgroup=None, pids=(7,), reason="r")
+    result = KillResult(cand, "killed", (Attempt(7, "killed", "ok"),), 1.0, 1.1, 1, "ok",
+                        method="pidfd")
+    r = build_decision_record(Decision("/", (cand,), "kill", "r", "c"), result,
+                              trigger="psi", ts=TS)
+    assert (r["k8s_pod_uid"], r["k8s_container_id"], r["k8s_qos_class"],
+            r["k8s_container_runtime"]) == (uid, cid, "Burstable", "containerd")
+    assert audit.journal_fields(r)["PRIOOMD_K8S_POD_UID"] == uid
+    plain = decision_record()
+    assert plain["k8s_pod_uid"] is None and plain["k8s_container_id"] is None
+
+
 def test_decision_record_without_a_victim_or_timings():
     result = KillResult(None, "no-candidate", (), None, None, 0, "no candidate in /")
     empty = Decision(domain="/", candidates=(), outcome="none", reason="nothing killable",

@@ -132,6 +132,25 @@ def test_set_refuses_priority_on_root(capsys, env):
     assert rc == 2 and "root" in err
 
 
+def test_set_kill_granularity_shows_in_tree(capsys, env):
+    args, root = env
+    rc, _, _ = run(capsys, "set", "/B/E", "--kill", "cgroup", *args)
+    assert rc == 0
+    assert os.getxattr(os.path.join(root, "B", "E"), "trusted.prioomd.kill") == b"cgroup"
+    rc, out, _ = run(capsys, "tree", "--json", *args)
+    doc = json.loads(out)
+    nodes = {n["path"]: n for n in doc["nodes"]}
+    assert nodes["/B/E"]["kill"] == "cgroup" and nodes["/A"]["kill"] == "process"
+    rc, out, _ = run(capsys, "tree", *args)
+    assert "victim of /: kill cgroup /B/E" in out
+
+
+def test_set_refuses_kill_cgroup_on_root(capsys, env):
+    args, _ = env
+    rc, _, err = run(capsys, "set", "/", "--kill", "cgroup", *args)
+    assert rc == 2 and "root" in err
+
+
 def test_version_names_the_walk(capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["--version"])

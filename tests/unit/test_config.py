@@ -101,7 +101,7 @@ def test_schema_is_documented_and_typed() -> None:
     assert by_name["daemon", "cgroup_root"].optional
     assert by_name["[cgroup]", "priority"].type_phrase() == "an integer 0..12"
     assert {k.name for k in keys if k.section == "[cgroup]"} == {
-        "path", "priority", "use_priority_oom"}
+        "path", "priority", "use_priority_oom", "kill"}
 
 
 def test_every_section_is_a_config_field() -> None:
@@ -214,7 +214,7 @@ def test_unknown_key_with_suggestion() -> None:
         "(known keys: cgroup_root, kernel_compat, max_candidates)")
     msg = error_of(rule('path = "/a"\nprioirty = 3'))
     assert msg == (f'{SRC}: [[cgroup]] #1 (path "/a") prioirty = 3: unknown key; did you mean '
-                   "priority? (known keys: path, priority, use_priority_oom)")
+                   "priority? (known keys: path, priority, use_priority_oom, kill)")
     msg = error_of("[hints]\nzzz = 1")
     assert msg.startswith(f"{SRC}: [hints] zzz = 1: unknown key (known keys:")
 
@@ -465,3 +465,13 @@ def test_an_integer_too_long_to_convert_is_a_config_error():
     test_fuzz_config): it is a ConfigError like any other bad TOML, never a crash."""
     with pytest.raises(ConfigError, match="invalid TOML"):
         parse_config("[detect]\npoll_max_s = " + "9" * 5000 + "\n", "p.toml")
+
+
+def test_rule_kill_granularity() -> None:
+    cfg = parse_config('[[cgroup]]\npath = "/a/*"\nkill = "cgroup"\n', SRC)
+    assert cfg.rules[0].kill == "cgroup" and cfg.rules[0].priority is None
+
+
+def test_rule_kill_must_be_process_or_cgroup() -> None:
+    with pytest.raises(ConfigError, match='kill = "group": must be a string one of'):
+        parse_config('[[cgroup]]\npath = "/a"\nkill = "group"\n', SRC)

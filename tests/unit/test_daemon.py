@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -315,6 +316,59 @@ def test_a_symlinked_config_is_reloaded_when_its_link_is_swapped(fake_root, tmp_
 def _without_psi(proc):
     """A kernel booted with psi=0 or built without PSI: no /proc/pressure at all."""
     shutil.rmtree(os.path.join(proc, "pressure"))
+
+
+def test_a_kill_leaves_counters_on_the_victim_cgroup(fake_root, tmp_path, sleepers):
+    root, proc, pids = _tree(fake_root, sleepers, mem_available_kb=100_000)
+    d, _ = _run(root, proc, tmp_path, seconds=0.1)
+    d.dry_run = False
+    d.killer = _SignalledButNotGone()
+    d.loop = _Loop()
+    d.states["/"].cooldown_until = 0.0
+    d._check(d.states["/"], "poll")
+    victim = os.path.join(root, "B", "E")
+    assert os.getxattr(victim, "trusted.prioomd.ooms") == b"1"
+    assert os.getxattr(victim, "trusted.prioomd.killed") == b"1"
+    with pytest.raises(OSError):
+        os.getxattr(os.path.join(root, "B", "F"), "trusted.prioomd.ooms")
+
+
+def _hook(tmp_path, name, body):
+    path = tmp_path / name
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return path
+
+
+def test_hooks_get_the_decision_before_and_the_outcome_after(fake_root, tmp_path, sleepers,
+                                                             monkeypatch):
+    root, proc, pids = _tree(fake_root, sleepers, mem_available_kb=100_000)
+    # The floor kill of this tree, as if the threat left time (PSI above, MemAvailable
+    # above the floor): the pre-kill hook's gate.
+    monkeypatch.setattr(daemon.Daemon, "_above_floor", lambda self, what="": True)
+    pre = _hook(tmp_path, "pre", f'env > "{tmp_path}/pre.env"\n')
+    post = _hook(tmp_path, "post", f'env > "{tmp_path}/post.tmp"; '
+                 f'mv "{tmp_path}/post.tmp" "{tmp_path}/post.env"\n')
+    text = (f'[root]\nuse_priority_oom = true\n[kill]\nprekill_hook = "{pre}"\n'
+            f'postkill_hook = "{post}"\n')
+    _, records = _run(root, proc, tmp_path, text=text)
+    assert records and records[0]["outcome"] == "dry-run"
+    got = (tmp_path / "pre.env").read_bytes()
+    assert f"PRIOOMD_VICTIM_PID={pids[301]}\n".encode() in got
+    assert b"PRIOOMD_VICTIM_CGROUP=/B/E\n" in got and b"PRIOOMD_DRY_RUN=1\n" in got
+    deadline = time.monotonic() + 10  # the post-kill hook runs in its own thread
+    while not (tmp_path / "post.env").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert b"PRIOOMD_OUTCOME=dry-run\n" in (tmp_path / "post.env").read_bytes()
+
+
+def test_no_prekill_hook_below_the_floor(fake_root, tmp_path, sleepers):
+    root, proc, _ = _tree(fake_root, sleepers, mem_available_kb=100_000)  # 2.4 % < 5 %
+    pre = _hook(tmp_path, "pre", f'touch "{tmp_path}/ran"\n')
+    text = f'[root]\nuse_priority_oom = true\n[kill]\nprekill_hook = "{pre}"\n'
+    _, records = _run(root, proc, tmp_path, text=text)
+    assert records and records[0]["outcome"] == "dry-run"  # the kill went on
+    assert not (tmp_path / "ran").exists()
 
 
 def test_no_psi_kernel_still_kills_at_the_floor(fake_root, tmp_path, sleepers):

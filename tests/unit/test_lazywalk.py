@@ -298,3 +298,29 @@ def test_a_process_hopping_between_its_cgroups_cannot_hide_its_subtree(fake_root
     first = lazy.candidates[0]
     assert (first.pid, first.victim_cgroup) == (500, "/tenant")
     assert any("found through /proc" in w for w in warnings)
+
+
+@pytest.mark.parametrize("group_on", [None, "B", "B/E"])
+def test_kill_cgroup_granularity_as_the_full_walk(fake_root, backend, group_on):
+    """kill = cgroup on the cgroup where the walk stops (issue 10 item 7) takes the
+    whole cgroup on the lazy path too; memory.oom.group still counts, the wider
+    of the two winning."""
+    cg, procs = trees.worked_example()
+    e = cg["children"]["B"]["children"]["E"]
+    e["xattrs"] = {**e["xattrs"], "trusted.prioomd.kill": b"cgroup"}
+    e["procs"] = [301, 303]
+    procs[303] = {"comm": "e2", "rss_kb": 1_000, "cgroup": "/B/E", "starttime": 32}
+    if group_on == "B":
+        cg["children"]["B"]["memory.oom.group"] = 1
+    elif group_on == "B/E":
+        e["memory.oom.group"] = 1
+    root, proc = _build(fake_root, cg, procs)
+    full, lazy = _both(root, proc, backend)
+    assert _comparable(lazy) == _comparable(full)
+    first = lazy.candidates[0]
+    if group_on == "B":
+        assert first.kill_cgroup == "/B" and set(first.pids) == {301, 302, 303}
+        assert "memory.oom.group=1" in first.reason
+    else:
+        assert first.kill_cgroup == "/B/E" and set(first.pids) == {301, 303}
+        assert ("memory.oom.group=1" if group_on else "kill = cgroup") in first.reason

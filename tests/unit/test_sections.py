@@ -4,6 +4,7 @@ reload is also called by config validation."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import tempfile
@@ -41,6 +42,8 @@ def roots() -> Iterator[snapshot.Sources]:
 
 
 def _toml_value(value: Any) -> str:
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string (\\u0000 for NUL)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
@@ -105,8 +108,12 @@ _FLOATS = st.one_of(
 _INTS = st.one_of(st.integers(-5, 20_000), st.sampled_from([0, 1, 500, 10_000, 2**40, 10**30]))
 
 
+_STRS = st.sampled_from(["", "/usr/bin/true", "relative/hook", "/a\x00b", "/"])
+
+
 def _value(kind: type) -> st.SearchStrategy[Any]:
-    return _FLOATS if kind is float else _INTS if kind is int else st.booleans()
+    return (_FLOATS if kind is float else _INTS if kind is int else _STRS if kind is str
+            else st.booleans())
 
 
 @st.composite

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from prioomd import config, select, snapshot, table
+from prioomd import config, model, select, snapshot, table
 from tests import fakefs, trees
 
 TABLE = table.PriorityTable(config.Config())
@@ -63,6 +63,66 @@ def test_oom_group_with_unkillable_member_spares_it(fake_root, backend):
     assert first.kill_cgroup == "/B"  # the kill path spares 303 (task by task)
     assert sorted(first.pids) == [301, 302]
     assert "sparing 1 unkillable" in first.reason
+
+
+def test_kill_cgroup_xattr_kills_the_whole_cgroup_where_the_walk_stops(fake_root, backend):
+    cg, procs = trees.worked_example()
+    e = cg["children"]["B"]["children"]["E"]
+    e["procs"] = [301, 304]
+    e["xattrs"] = {**e["xattrs"], "trusted.prioomd.kill": b"cgroup"}
+    procs[304] = {"comm": "helper", "cgroup": "/B/E", "rss_kb": 100, "starttime": 32}
+    d = _decide(fake_root, cg, procs, backend)
+    first = d.candidates[0]
+    assert first.victim_cgroup == "/B/E" and first.kill_cgroup == "/B/E"
+    assert sorted(first.pids) == [301, 304]
+    assert "kill = cgroup from xattr trusted.prioomd.kill" in first.reason
+    # F is not covered: its default granularity is the worst process.
+    assert d.candidates[1].victim_cgroup == "/B/F" and d.candidates[1].kill_cgroup is None
+
+
+def test_kill_process_is_the_default(fake_root, backend):
+    cg, procs = trees.worked_example()
+    cg["children"]["B"]["children"]["E"]["procs"] = [301, 304]
+    procs[304] = {"comm": "helper", "cgroup": "/B/E", "rss_kb": 100, "starttime": 32}
+    first = _decide(fake_root, cg, procs, backend).candidates[0]
+    assert first.kill_cgroup is None and first.pids == (301,)
+
+
+def test_oom_group_above_still_wins_over_kill_process(fake_root, backend):
+    cg, procs = trees.worked_example()
+    cg["children"]["B"]["memory.oom.group"] = 1
+    e = cg["children"]["B"]["children"]["E"]
+    e["xattrs"] = {**e["xattrs"], "trusted.prioomd.kill": b"process"}
+    first = _decide(fake_root, cg, procs, backend).candidates[0]
+    assert first.kill_cgroup == "/B" and "memory.oom.group=1" in first.reason
+
+
+def _node(path, parent, kill="process", oom_group=False):
+    return model.CgroupNode(path, parent, model.Setting(0, "default"),
+                            model.Setting(False, "default"), 0, None, oom_group, (0, 0),
+                            model.Setting(kill, "test"))
+
+
+def test_kill_cgroup_is_wider_than_an_oom_group_below_it():
+    nodes = (_node("/", -1), _node("/B", 0, "cgroup"), _node("/B/G", 1, oom_group=True))
+    snap = model.Snapshot("/", nodes, (), 1, 0.0)
+    children = [[1], [2], []]
+    assert select.kill_target(snap, children, 1, 2) == (1, "kill = cgroup from test")
+    assert select.kill_target(snap, children, 2, 2) == (2, "memory.oom.group=1")
+
+
+def test_oom_group_above_a_kill_cgroup_victim_is_wider():
+    nodes = (_node("/", -1), _node("/B", 0, oom_group=True), _node("/B/G", 1, "cgroup"))
+    snap = model.Snapshot("/", nodes, (), 1, 0.0)
+    assert select.kill_target(snap, [[1], [2], []], 2, 1) == (1, "memory.oom.group=1")
+
+
+def test_root_is_never_killed_whole_by_kill_cgroup(fake_root, backend):
+    cg = {"procs": [100], "xattrs": {"trusted.prioomd.use_priority_oom": b"1",
+                                     "trusted.prioomd.kill": b"cgroup"}}
+    procs = {100: {"comm": "sh", "cgroup": "/"}}
+    first = _decide(fake_root, cg, procs, backend).candidates[0]
+    assert first.victim_cgroup == "/" and first.kill_cgroup is None
 
 
 def test_dying_victim_means_wait(fake_root, backend):

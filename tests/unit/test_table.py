@@ -58,8 +58,8 @@ def test_xattr_names() -> None:
     assert USER_XATTR_USE_PRIORITY_OOM == "user.prioomd.use_priority_oom"
     assert set(ALL_XATTRS) == {
         XATTR_PRIORITY, XATTR_USE_PRIORITY_OOM, USER_XATTR_PRIORITY,
-        USER_XATTR_USE_PRIORITY_OOM, "trusted.oomd_prefer", "trusted.oomd_avoid",
-        "user.oomd_avoid", "user.oomd_omit"}
+        USER_XATTR_USE_PRIORITY_OOM, "trusted.prioomd.kill", "user.prioomd.kill",
+        "trusted.oomd_prefer", "trusted.oomd_avoid", "user.oomd_avoid", "user.oomd_omit"}
     assert len(ALL_XATTRS) == len(set(ALL_XATTRS))
 
 
@@ -440,3 +440,71 @@ def test_shipped_table() -> None:
     assert prio(t, "/system.slice/sshd.service")[0] == 12
     assert prio(t, "/system.slice/cron.service") == (0, "default")
     assert prio(t, "/system.slice/cron.service", {HINT_SYSTEMD_AVOID: b"1"})[0] == 10
+
+
+# --- kill granularity ---------------------------------------------------------------------
+
+
+def kill(t: PriorityTable, path: str, xattrs: dict[str, bytes] | None = None,
+         owner: int | None = ROOT_UID, parent: int | None = ROOT_UID) -> tuple[object, str]:
+    s = resolve(t, path, xattrs, owner, parent).kill
+    return s.value, s.source
+
+
+def test_kill_defaults_to_process() -> None:
+    assert kill(PriorityTable(Config()), "/a") == ("process", "default")
+
+
+def test_kill_from_rule_most_specific_wins_and_is_independent_of_priority() -> None:
+    t = table('path = "/a/*"\nkill = "cgroup"', 'path = "/a/b"\npriority = 3')
+    assert kill(t, "/a/b")[0] == "cgroup"  # the exact rule sets no kill: no shadowing
+    assert "#1" in kill(t, "/a/b")[1]
+    assert kill(t, "/c") == ("process", "default")
+
+
+def test_kill_trusted_beats_rule_beats_user_xattr() -> None:
+    t = table('path = "/a"\nkill = "cgroup"')
+    assert kill(t, "/a", {"trusted.prioomd.kill": b"process\n"}) == (
+        "process", "xattr trusted.prioomd.kill")
+    assert kill(t, "/a", {"user.prioomd.kill": b"process"})[0] == "cgroup"
+    assert kill(PriorityTable(Config()), "/b", {"user.prioomd.kill": b"cgroup"}) == (
+        "cgroup", "xattr user.prioomd.kill")
+
+
+def test_user_kill_xattr_follows_the_delegation_rule() -> None:
+    r = resolve(PriorityTable(Config()), "/d", {"user.prioomd.kill": b"cgroup"},
+                USER_UID, ROOT_UID)
+    assert r.kill == Setting("process", "default")
+    assert any("user.prioomd.kill" in w and "delegation" in w for w in r.warnings)
+
+
+@pytest.mark.parametrize("raw", [b"Cgroup", b"cgroup ", b"all", b"", b"process\n\n",
+                                 b"\xff", b"cgroup\x00"])
+def test_bad_kill_xattr_is_ignored_with_a_warning(raw: bytes) -> None:
+    r = resolve(PriorityTable(Config()), "/a", {"trusted.prioomd.kill": raw})
+    assert r.kill == Setting("process", "default")
+    assert any("trusted.prioomd.kill" in w and "process or cgroup" in w for w in r.warnings)
+
+
+def test_root_is_never_killed_whole() -> None:
+    r = resolve(PriorityTable(Config()), "/", {"trusted.prioomd.kill": b"cgroup"})
+    assert r.kill.value == "process"
+    assert any("never killed whole" in w for w in r.warnings)
+
+
+def test_kill_rule_conflict_is_reported() -> None:
+    with pytest.raises(ConfigError, match="kill"):
+        table('path = "/a"\nkill = "cgroup"', 'path = "/a"\nkill = "process"')
+
+
+def test_explain_lists_kill_sources() -> None:
+    t = table('path = "/a"\nkill = "cgroup"')
+    lines = t.explain("/a", {}, ROOT_UID, ROOT_UID)
+    assert any(line.startswith('kill = "cgroup" from config') for line in lines)
+
+
+def test_validate_kill_xattr_value() -> None:
+    assert validate_xattr_value("trusted.prioomd.kill", " cgroup\n") == b"cgroup"
+    assert validate_xattr_value("user.prioomd.kill", "process") == b"process"
+    with pytest.raises(ValueError, match="kill granularity"):
+        validate_xattr_value("trusted.prioomd.kill", "group")
