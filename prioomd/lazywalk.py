@@ -294,6 +294,17 @@ class _Walk:
             stack.extend(reversed(self.tree.kids(u)))
         return out
 
+    def _listed_any(self, node: _Node) -> bool:
+        """Whether any cgroup.procs of node's subtree listed a process (ranked
+        ones too: a subtree emptied by the ranking is not a stray's hiding place)."""
+        stack = [node]
+        while stack:
+            u = stack.pop()
+            if self.tree.pids(u):
+                return True
+            stack.extend(self.tree.kids(u))
+        return False
+
     def _account(self, node: _Node | None, k: int, rnd: _Round) -> None:
         while node is not None:
             rnd.skip[node.ident] = rnd.skip.get(node.ident, 0) + k
@@ -319,7 +330,7 @@ class _Walk:
                 return _select_py.STATUS_NONE, None, None, []
             tasks = self.subtree_tasks(victim)
             skip = rnd.skip.get(victim.ident, 0)
-            if not tasks and not skip and tree.strays(victim):
+            if not skip and not self._listed_any(victim) and tree.strays(victim):
                 tasks = self.subtree_tasks(victim)  # its processes were moving (strays)
             if len(tasks) <= skip:  # populated, but nothing left to count: not a victim
                 rnd.dead.add(victim.ident)

@@ -21,6 +21,7 @@ from prioomd.model import Candidate
 from prioomd.procfs import OOM_SCORE_ADJ_MIN, TaskFacts
 
 DELETED = " (deleted)"  # proc_cgroup_show(): the cgroup was removed (zombies only)
+LOCATE_TRIES = 8  # reads of a claim the tree did not confirm (a process on the move)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,21 @@ class Locator:
     def locate(self, pid: int, tid: int = 0) -> str | None:
         """The cgroup the process is in now, or None when nothing confirms one.
 
+        A process moving between cgroups can leave the claimed cgroup between the
+        two reads; the pair is read again then, up to LOCATE_TRIES times, so that
+        one hopping as fast as it can between cgroups it owns is still found (a
+        claim the tree keeps denying, e.g. a stale one, stays None).
+        """
+        for _ in range(LOCATE_TRIES):
+            found, final = self._claim_checked(pid, tid)
+            if found is not None or final:
+                return found
+        return None
+
+    def _claim_checked(self, pid: int, tid: int) -> tuple[str | None, bool]:
+        """One read of /proc/PID/cgroup, checked against the tree: (the location
+        or None, and whether None is final: no claim, or none inside the root).
+
         /proc/PID/cgroup may claim a name ending in " (deleted)". The claim is
         believed where that cgroup's cgroup.threads lists the thread /proc was
         read through (``tid``: the leader when 0, else the live thread of a
@@ -84,24 +100,26 @@ class Locator:
         try:
             printed = procfs.read_pid_cgroup(pid, self.proc_root, tid)
         except (OSError, Vanished, ValueError):
-            return None
+            return None, True
         if printed is None:
-            return None
+            return None, True
         printed = cgroupns.to_host(self.ns_root, printed)  # "/../../x" in a pod's namespace
         claims = [printed]
         if printed.endswith(DELETED):
             claims.append(printed[: -len(DELETED)])
+        inside = False
         for claim in claims:
             rel = strip_prefix(self.prefix, claim)
             if rel is None:
                 continue
+            inside = True
             try:
                 cgdir = cgroupfs.rel_to_abs(self.cgroup_root, rel)
                 if (tid or pid) in cgroupfs.read_threads(cgdir):
-                    return rel
+                    return rel, True
             except (OSError, Vanished, ValueError):
                 continue
-        return None
+        return None, not inside
 
 
 def strip_prefix(prefix: str, path: str) -> str | None:

@@ -44,3 +44,24 @@ def test_check(changes, where, want):
 ])
 def test_strip_prefix(prefix, path, want):
     assert victim.strip_prefix(prefix, path) == want
+
+
+def test_locate_reads_again_a_claim_the_tree_denied(tmp_path, monkeypatch):
+    """A process hopping between two cgroups it owns can leave the one /proc named
+    before its cgroup.threads is read: the pair is read again (h5's mover)."""
+    for name, threads in (("a", ""), ("b", "100\n")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "cgroup.threads").write_text(threads)
+    claims = iter(["/a", "/a", "/b"])  # seen in a, gone from a, then seen in b
+    monkeypatch.setattr(victim.procfs, "read_pid_cgroup", lambda *a: next(claims))
+    assert victim.Locator(str(tmp_path)).locate(100) == "/b"
+
+
+def test_locate_gives_up_on_a_claim_the_tree_keeps_denying(tmp_path, monkeypatch):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "cgroup.threads").write_text("")
+    reads = []
+    monkeypatch.setattr(victim.procfs, "read_pid_cgroup",
+                        lambda *a: reads.append(1) or "/a")
+    assert victim.Locator(str(tmp_path)).locate(100) is None
+    assert len(reads) == victim.LOCATE_TRIES
