@@ -47,6 +47,7 @@ from typing import Any
 TOP = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(TOP / "tests" / "vm" / "guest"))
 from daemon import Prioomd  # noqa: E402
+from idle import measure  # noqa: E402  (bench/idle.py: CPU, wake-ups, RSS, PSS)
 from scenario import CGROUP_ROOT, Scenario, in_guest, meminfo  # noqa: E402
 
 MIB = 1 << 20
@@ -180,34 +181,6 @@ def _systemd_slice(high: bool) -> None:
     _systemctl("start", SYSTEMD_SLICE)
 
 
-def _proc_cost(pid: int) -> dict[str, float]:
-    """CPU seconds, voluntary context switches (all threads), RSS and PSS of pid."""
-    tick = os.sysconf("SC_CLK_TCK")
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2:].split()
-    cpu_s = (int(fields[11]) + int(fields[12])) / tick
-    vol = 0
-    for st in Path(f"/proc/{pid}/task").glob("*/status"):
-        with contextlib.suppress(OSError):
-            for line in st.read_text().splitlines():
-                if line.startswith("voluntary_ctxt_switches:"):
-                    vol += int(line.split()[1])
-    status = parse_keyed_colon(Path(f"/proc/{pid}/status").read_text())
-    rollup = parse_keyed_colon(Path(f"/proc/{pid}/smaps_rollup").read_text())
-    return {"cpu_s": cpu_s, "wakeups": vol, "rss_mib": status.get("VmRSS", 0) / 1024,
-            "pss_mib": rollup.get("Pss", 0) / 1024}
-
-
-def parse_keyed_colon(text: str) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for line in text.splitlines():
-        key, _, rest = line.partition(":")
-        words = rest.split()
-        if words and words[0].isdigit():
-            out[key.strip()] = int(words[0])
-    return out
-
-
 def _zram_swap(size: int) -> None:
     subprocess.run(["modprobe", "zram", "num_devices=1"], check=True, timeout=60)
     Path("/sys/block/zram0/disksize").write_text(str(size))
@@ -302,9 +275,9 @@ def _idle(result: dict[str, Any], killer: Killer, window_s: float) -> dict[str, 
     if killer.pid is None:
         result["idle"] = None
         return result
-    a = _proc_cost(killer.pid)
+    a = measure(killer.pid)
     time.sleep(window_s)
-    b = _proc_cost(killer.pid)
+    b = measure(killer.pid)
     killer.stop()
     result["idle"] = {"window_s": window_s, "cpu_s": round(b["cpu_s"] - a["cpu_s"], 3),
                       "wakeups": b["wakeups"] - a["wakeups"],

@@ -22,17 +22,13 @@ process-events connector, which wakes it on every exit on the host.
 
 from __future__ import annotations
 
+import argparse
+import os
+import subprocess
 import sys
-
-# bench/select.py would shadow the standard library's select (subprocess needs it)
-sys.path[:] = [p for p in sys.path if not p.endswith("bench")]
-
-import argparse  # noqa: E402
-import os  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import tempfile
+import time
+from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 MAIN = Path("/work/main")
@@ -53,12 +49,18 @@ def measure(pid: int) -> dict[str, float]:
     """CPU s, voluntary switches, RSS and PSS (MiB) of ``pid`` now."""
     stat = _read(f"/proc/{pid}/stat")
     fields = stat[stat.rindex(")") + 2:].split()
-    out = {"cpu_s": (int(fields[11]) + int(fields[12])) / TICK}
+    out = {"cpu_s": (int(fields[11]) + int(fields[12])) / TICK, "wakeups": 0}
     for line in _read(f"/proc/{pid}/status").splitlines():
-        if line.startswith("voluntary_ctxt_switches:"):
-            out["wakeups"] = int(line.split()[1])
-        elif line.startswith("VmRSS:"):
+        if line.startswith("VmRSS:"):
             out["rss_mib"] = int(line.split()[1]) / 1024
+    for task in os.listdir(f"/proc/{pid}/task"):  # every thread's (a daemon may have several)
+        try:
+            status = _read(f"/proc/{pid}/task/{task}/status")
+        except OSError:  # the thread ended meanwhile
+            continue
+        for line in status.splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                out["wakeups"] += int(line.split()[1])
     for line in _read(f"/proc/{pid}/smaps_rollup").splitlines():
         if line.startswith("Pss:"):
             out["pss_mib"] = int(line.split()[1]) / 1024
