@@ -6,7 +6,8 @@
 
 Every case (killer x scenario x run) boots a fresh qemu guest of the real-kernel test
 tier (tests/vm/kh/run.py: TCG, 1 GiB, no swap unless the scenario adds zram) and runs
-bench/guest_case.py there.  The walk core (C against Python) is timed on this host.
+bench/guest_case.py there.  The walk core (C against Python) and the cost of one
+decision by tree size (bench/scale.py, on the cgroup v2 mount) are timed on this host.
 Results: OUT/results.json (every number of every run) and OUT/RESULTS.md (regenerated,
 never edited by hand).  OUT is bench/ for the full run, .kh-out/bench for --quick.
 
@@ -101,6 +102,22 @@ def walk_core(sizes: list[int], repeat: int) -> list[dict[str, Any]]:
     return rows
 
 
+def decision_cost(quick: bool) -> dict[str, Any]:
+    """bench/scale.py on this host's cgroup v2 tree: one decision of the lazy walk
+    against the full snapshot, by tree size (a small form with --quick)."""
+    import scale
+    kw: dict[str, Any] = (
+        {"procs": 500, "shapes": [(10, 1), (27, 2)], "flat": 2000, "goal_pairs": 3,
+         "repeat": 2, "full_max": 1000} if quick else
+        {"procs": 10_000, "shapes": list(scale.SHAPES), "flat": scale.FLAT,
+         "goal_pairs": 15, "repeat": 5, "full_max": 12_000})
+    try:
+        return scale.run(None, seed=1, **kw)
+    except (OSError, SystemExit) as exc:  # no writable cgroup2 here: say so, go on
+        print(f"compare: decision cost not measured: {exc}", file=sys.stderr)
+        return {"error": str(exc)}
+
+
 def _version(cmd: list[str]) -> str:
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
@@ -169,8 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{i}/{len(todo)}] {case['scenario']:<10} {case['killer']:<18} run "
               f"{case['run']}: {report.one_line(r)} ({r['guest_wall_s']} s)", flush=True)
     walk = walk_core([1000, 10_000] if quick else [1000, 10_000, 100_000], 3 if quick else 5)
+    decision = decision_cost(quick)
     env["wall_s"] = round(time.monotonic() - t0, 1)
-    data = {"environment": env, "cases": results, "walk_core": walk}
+    data = {"environment": env, "cases": results, "walk_core": walk, "decision": decision}
     (out / "results.json").write_text(json.dumps(data, indent=1) + "\n")
     (out / "RESULTS.md").write_text(report.render(data))
     print(f"compare: {len(results)} cases in {env['wall_s']} s; wrote {out}/RESULTS.md")
@@ -178,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in failed:
         print(f"compare: {r['scenario']} {r['killer']} run {r['run']}: {r['error'][:300]}",
               file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if failed or "error" in decision else 0
 
 
 if __name__ == "__main__":

@@ -121,24 +121,63 @@ def sweep_table(cases: list[dict[str, Any]]) -> list[str]:
     return lines + [""]
 
 
+def _median(values: Iterable[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def summary_table(cases: list[dict[str, Any]]) -> list[str]:
+    """Every scenario but idle, per killer: the verdicts summed, and how soon the first
+    death came against the kernel's own first kill in the same scenario (the median of
+    the per-scenario ratios: a ratio within one scenario, never across)."""
+    runs = [c for c in cases if c["scenario"] != "idle" and "error" not in c]
+    if not runs:
+        return []
+    kernel = {s: _median(r.get("t_leak_to_first_death_s") for r in rs)
+              for (s, k), rs in _by(runs, "scenario", "killer").items() if k == "kernel"}
+    lines = ["### summary: every scenario", "",
+             "All runs of every scenario above and of the leak-rate sweep. \"First death "
+             "× kernel's\": the killer's median time from leak start to the first death "
+             "divided by the kernel-alone median of the same scenario, then the median "
+             "over scenarios (below 1: it acted before the kernel would have).", "",
+             "| killer | runs | right first victim | high survived | kernel oom_kill 0 | "
+             "first death × kernel's |", "|---|---|---|---|---|---|"]
+    for (killer,), rs in _by(runs, "killer").items():
+        ratios = []
+        for (scenario,), srs in _by(rs, "scenario").items():
+            mine, ref = _median(r.get("t_leak_to_first_death_s") for r in srs), \
+                kernel.get(scenario)
+            if mine is not None and ref:
+                ratios.append(mine / ref)
+        ratio = _median(ratios)
+        lines.append(
+            f"| {killer} | {len(rs)} | {sum(map(right_victim, rs))}/{len(rs)} | "
+            f"{sum(bool(r.get('high_survived')) for r in rs)}/{len(rs)} | "
+            f"{sum(r.get('kernel_oom_kill') == 0 for r in rs)}/{len(rs)} | "
+            f"{'–' if ratio is None else f'{ratio:.2f}×'} |")
+    return lines + [""]
+
+
 def idle_table(cases: list[dict[str, Any]]) -> list[str]:
     idle = [c for c in cases if c["scenario"] == "idle" and c.get("idle")]
     if not idle:
         return []
-    base = [c["idle"]["cpu_s"] for c in idle if c["killer"] == "earlyoom"]
-    ref = statistics.median(base) if base else None
+    ref = _median(c["idle"]["cpu_s"] for c in idle if c["killer"] == "earlyoom")
+    ref_rss = _median(c["idle"]["rss_mib"] for c in idle if c["killer"] == "earlyoom")
     lines = ["### idle cost", "",
              f"Each killer alone in the guest with 450 MB and 100 MB resident and no "
              f"pressure, over {idle[0]['idle']['window_s']:.0f} s.", "",
-             "| killer | CPU | × earlyoom's CPU | wake-ups (voluntary switches) | RSS | PSS |",
-             "|---|---|---|---|---|---|"]
+             "| killer | runs | CPU | × earlyoom's CPU | wake-ups (voluntary switches) | "
+             "RSS | × earlyoom's RSS | PSS |",
+             "|---|---|---|---|---|---|---|---|"]
     for (killer,), runs in _by(idle, "killer").items():
         cpu = statistics.median(r["idle"]["cpu_s"] for r in runs)
-        ratio = f"{cpu / ref:.1f}×" if ref else "–"
+        rss = statistics.median(r["idle"]["rss_mib"] for r in runs)
         lines.append(
-            f"| {killer} | {cpu:.2f} s | {ratio} | "
+            f"| {killer} | {len(runs)} | {_span((r['idle']['cpu_s'] for r in runs), 's', 2)} | "
+            f"{f'{cpu / ref:.1f}×' if ref else '–'} | "
             f"{statistics.median(r['idle']['wakeups'] for r in runs):.0f} | "
-            f"{statistics.median(r['idle']['rss_mib'] for r in runs):.1f} MiB | "
+            f"{rss:.1f} MiB | {f'{rss / ref_rss:.0f}×' if ref_rss else '–'} | "
             f"{statistics.median(r['idle']['pss_mib'] for r in runs):.1f} MiB |")
     return lines + [""]
 
@@ -154,6 +193,67 @@ def walk_table(rows: list[dict[str, Any]]) -> list[str]:
                      f"{r['python_ms']:.1f} ms | {r['python_ms'] / r['c_ms']:.0f}× | "
                      f"{'yes' if r['same_result'] else 'NO'} |")
     return lines + [""]
+
+
+def decision_table(d: dict[str, Any] | None) -> list[str]:
+    if not d:
+        return []
+    if "error" in d:
+        return ["### one decision by tree size", "", f"Not measured: {d['error']}", ""]
+    lines = ["### one decision by tree size (this host's cgroup v2 tree, best of runs)", "",
+             f"bench/scale.py: {d['processes']:,} processes spread over the leaves (the "
+             f"flat row: over 1 % of the siblings), random priority xattrs, cgroup root "
+             f"{d['cgroup_root']}; the lazy walk (what the daemon pays per decision) "
+             f"against the full snapshot (what `prioomd tree` pays), same victim checked.",
+             "", "| tree | cgroups | lazy walk | full snapshot | full / lazy |",
+             "|---|---|---|---|---|"]
+    for r in d["rows"]:
+        shape = (f"flat, {r['fan_out']:,} siblings" if r["depth"] == 1 and r["fan_out"] > 100
+                 else f"fan-out {r['fan_out']}, depth {r['depth']}")
+        full, lazy = r["full_ms"], r["lazy_ms"]
+        lines.append(f"| {shape} | {r['cgroups']:,} | {lazy:.1f} ms | "
+                     f"{'–' if full is None else f'{full:.1f} ms'} | "
+                     f"{'–' if full is None else f'{full / lazy:.0f}×'} |")
+    g = d.get("goal")
+    if g:
+        lines += ["", f"Same fan-out (27), {g['small_cgroups']:,} against {g['big_cgroups']:,} "
+                  f"cgroups, {g['processes_each']:,} processes each, {g['pairs']} decisions "
+                  f"alternating between them: best {g['small_ms']:.1f} ms against "
+                  f"{g['big_ms']:.1f} ms; median ratio of the pairs **{g['median_ratio']:.2f}×**."]
+    return lines + [""]
+
+
+def runs_table(cases: list[dict[str, Any]]) -> list[str]:
+    """Every run, one row: the raw numbers behind the tables above."""
+    rows = [c for c in cases if c["scenario"] != "idle"]
+    if not rows:
+        return []
+    lines = ["## Every run", "",
+             "| scenario | killer | run | victims (signal) | kernel's victims | high survived | "
+             "leak start → first death | killer's signal → death | lowest MemAvailable | "
+             "prioomd detect → SIGKILL | guest wall |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for c in rows:
+        if "error" in c:
+            lines.append(f"| {c['scenario']} | {c['killer']} | {c['run']} | failed: "
+                         f"{_cell(c['error'].splitlines()[0][:120])} |||||||")
+            continue
+        signals = c.get("signals") or []
+        victims = ", ".join(f"{v} ({signals[i] if i < len(signals) else '–'})"
+                            for i, v in enumerate(c.get("victims") or []))
+        det = c.get("prioomd_t_detect_to_signal_ms")
+        lines.append(
+            f"| {c['scenario']} | {c['killer']} | {c['run']} | {_cell(victims) or 'none'} | "
+            f"{_cell(', '.join(c.get('kernel_victims') or [])) or 'none'} | "
+            f"{'yes' if c.get('high_survived') else 'no'} | "
+            f"{_s(c.get('t_leak_to_first_death_s'))} | {_s(c.get('t_signal_to_death_s'), 2)} | "
+            f"{c.get('mem_available_min_mib', '–')} MiB | "
+            f"{'–' if det is None else f'{det:.0f} ms'} | {c.get('guest_wall_s', '–')} s |")
+    return lines + [""]
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def render(data: dict[str, Any]) -> str:
@@ -173,14 +273,17 @@ def render(data: dict[str, Any]) -> str:
     for (scenario,), runs in _by(outcome, "scenario").items():
         lines += outcome_table(scenario, {k: v for (k,), v in _by(runs, "killer").items()})
     lines += sweep_table(cases)
+    lines += summary_table(cases)
     lines += idle_table(cases)
     lines += walk_table(data.get("walk_core", []))
+    lines += decision_table(data.get("decision"))
     errors = [c for c in cases if "error" in c]
     if errors:
         lines += ["## Failed cases", ""]
         lines += [f"* {c['scenario']} / {c['killer']} run {c['run']}: "
                   f"{c['error'].splitlines()[0][:300]}" for c in errors]
         lines.append("")
+    lines += runs_table(cases)
     lines += ["## Raw data", "", "`results.json` beside this file: every run's victims, "
               "signals, timings, MemAvailable and the killer's last log lines.", ""]
     return "\n".join(lines)

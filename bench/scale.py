@@ -118,7 +118,8 @@ def measure(domain: str, sources: snapshot.Sources, tbl: table.PriorityTable,
 
 
 def goal(private: str, pids: list[int], rng: random.Random, sources: snapshot.Sources,
-         tbl: table.PriorityTable, total_pages: int, memory: bool, pairs: int) -> None:
+         tbl: table.PriorityTable, total_pages: int, memory: bool, pairs: int
+         ) -> dict[str, Any]:
     """The issue's goal, robust to a machine whose load drifts: 756 and 20 439
     cgroups of fan-out 27 side by side, half the processes in each, and lazy
     decisions alternating between them; the median of the per-pair ratios."""
@@ -142,12 +143,91 @@ def goal(private: str, pids: list[int], rng: random.Random, sources: snapshot.So
         print(f"goal (fan-out 27, {half} processes each, {pairs} alternating pairs): "
               f"756 cgroups {min(times[0]) * 1e3:.1f} ms, 20 439 cgroups "
               f"{min(times[1]) * 1e3:.1f} ms (best); median ratio {med:.2f} (goal <= 3)")
+        return {"pairs": pairs, "processes_each": half, "small_cgroups": 756,
+                "big_cgroups": 20_439, "small_ms": min(times[0]) * 1e3,
+                "big_ms": min(times[1]) * 1e3, "median_ratio": med}
     finally:
         move(pids, [os.path.join(private, "hold")])
         for top in (small, big):
             if os.path.isdir(top):
                 remove_tree(top)
                 os.rmdir(top)
+
+
+def run(cgroup_root: str | None, procs: int, repeat: int, seed: int,
+        shapes: list[tuple[int, int]], flat: int, goal_pairs: int, full_max: int
+        ) -> dict[str, Any]:
+    """Every shape's lazy and full times, then the goal's pair; printed as it goes and
+    returned as {"cgroup_root", "memory", "processes", "repeat", "rows", "goal"}."""
+    shapes = list(shapes) + ([(flat, 1)] if flat else [])
+    root = cgroup_root or cgroupfs.default_cgroup_root()
+    rng = random.Random(seed)
+    tbl = table.PriorityTable(config.Config())
+    sources = snapshot.Sources(cgroup_root=root)
+    page_size = procfs.page_size()
+    total_pages = snapshot.global_total_pages(sources, page_size)
+    memory = snapshot.has_memory(sources)
+
+    private = os.path.join(root, f"prioomd-bench-{os.getpid()}")
+    hold = os.path.join(private, "hold")
+    tree = os.path.join(private, "tree")
+    pids: list[int] = []
+    out: dict[str, Any] = {"cgroup_root": root, "memory": memory, "processes": procs,
+                           "repeat": repeat, "rows": [], "goal": None}
+    os.mkdir(private)
+    try:
+        if memory:
+            with open(os.path.join(private, "cgroup.subtree_control"), "w") as f:
+                f.write("+memory")
+        os.mkdir(hold)
+        for _ in range(procs):
+            pids.append(os.posix_spawn("/bin/sleep", ["sleep", "3600"], os.environ))
+        move(pids, [hold])
+        print(f"cgroup root {root} (memory controller: {'yes' if memory else 'no'}), "
+              f"{len(pids)} processes, best of {repeat} (full: fewer at 10^4+)")
+        print(f"{'fan-out':>7} {'depth':>5} {'cgroups':>8} {'lazy ms':>9} {'full ms':>9} "
+              f"{'full/lazy':>9}")
+        for fan_out, depth in shapes:
+            os.mkdir(tree)
+            leaves = build(tree, fan_out, depth, rng, memory)
+            n = sum(fan_out ** k for k in range(1, depth + 1))
+            # the flat row: the processes in 1 % of the siblings, the rest empty
+            move(pids, leaves[:: 100] if fan_out == flat else leaves)
+            domain = cgroupfs.abs_to_rel(root, tree)
+            full_repeat = repeat if n < 5000 else max(1, repeat // 3)
+            t_lazy, t_full = measure(domain, sources, tbl, total_pages, repeat,
+                                     full_repeat if n <= full_max else 0)
+            full_ms, ratio = ((f"{t_full * 1e3:.1f}", f"{t_full / t_lazy:.0f}x")
+                              if t_full is not None else ("-", "-"))
+            print(f"{fan_out:>7} {depth:>5} {n:>8} {t_lazy * 1e3:>9.1f} {full_ms:>9} "
+                  f"{ratio:>9}", flush=True)
+            out["rows"].append({"fan_out": fan_out, "depth": depth, "cgroups": n,
+                                "lazy_ms": t_lazy * 1e3,
+                                "full_ms": None if t_full is None else t_full * 1e3})
+            move(pids, [hold])
+            remove_tree(tree)
+            os.rmdir(tree)
+        if goal_pairs:
+            out["goal"] = goal(private, pids, rng, sources, tbl, total_pages, memory,
+                               goal_pairs)
+    finally:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in pids:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        if os.path.isdir(tree):
+            remove_tree(tree)
+            os.rmdir(tree)
+        if os.path.isdir(hold):
+            os.rmdir(hold)
+        os.rmdir(private)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,69 +246,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="time the full walk only up to this many cgroups (slow guests)")
     args = ap.parse_args(argv)
     shapes = [(int(f), int(d)) for f, _, d in (s.partition("x") for s in args.shapes)]
-    if args.flat:
-        shapes.append((args.flat, 1))
-    root = args.cgroup_root or cgroupfs.default_cgroup_root()
-    rng = random.Random(args.seed)
-    tbl = table.PriorityTable(config.Config())
-    sources = snapshot.Sources(cgroup_root=root)
-    page_size = procfs.page_size()
-    total_pages = snapshot.global_total_pages(sources, page_size)
-    memory = snapshot.has_memory(sources)
-
-    private = os.path.join(root, f"prioomd-bench-{os.getpid()}")
-    hold = os.path.join(private, "hold")
-    tree = os.path.join(private, "tree")
-    pids: list[int] = []
-    os.mkdir(private)
-    try:
-        if memory:
-            with open(os.path.join(private, "cgroup.subtree_control"), "w") as f:
-                f.write("+memory")
-        os.mkdir(hold)
-        for _ in range(args.procs):
-            pids.append(os.posix_spawn("/bin/sleep", ["sleep", "3600"], os.environ))
-        move(pids, [hold])
-        print(f"cgroup root {root} (memory controller: {'yes' if memory else 'no'}), "
-              f"{len(pids)} processes, best of {args.repeat} (full: fewer at 10^4+)")
-        print(f"{'fan-out':>7} {'depth':>5} {'cgroups':>8} {'lazy ms':>9} {'full ms':>9} "
-              f"{'full/lazy':>9}")
-        for fan_out, depth in shapes:
-            os.mkdir(tree)
-            leaves = build(tree, fan_out, depth, rng, memory)
-            n = sum(fan_out ** k for k in range(1, depth + 1))
-            # the flat row: the processes in 1 % of the siblings, the rest empty
-            move(pids, leaves[:: 100] if fan_out == args.flat else leaves)
-            domain = cgroupfs.abs_to_rel(root, tree)
-            full_repeat = args.repeat if n < 5000 else max(1, args.repeat // 3)
-            t_lazy, t_full = measure(domain, sources, tbl, total_pages, args.repeat,
-                                     full_repeat if n <= args.full_max else 0)
-            full_ms, ratio = ((f"{t_full * 1e3:.1f}", f"{t_full / t_lazy:.0f}x")
-                              if t_full is not None else ("-", "-"))
-            print(f"{fan_out:>7} {depth:>5} {n:>8} {t_lazy * 1e3:>9.1f} {full_ms:>9} "
-                  f"{ratio:>9}", flush=True)
-            move(pids, [hold])
-            remove_tree(tree)
-            os.rmdir(tree)
-        if args.goal_pairs:
-            goal(private, pids, rng, sources, tbl, total_pages, memory, args.goal_pairs)
-    finally:
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        for pid in pids:
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
-        if os.path.isdir(tree):
-            remove_tree(tree)
-            os.rmdir(tree)
-        if os.path.isdir(hold):
-            os.rmdir(hold)
-        os.rmdir(private)
+    run(args.cgroup_root, args.procs, args.repeat, args.seed, shapes, args.flat,
+        args.goal_pairs, args.full_max)
     return 0
 
 

@@ -51,11 +51,45 @@ def test_render_tables() -> None:
         ],
         "walk_core": [{"cgroups": 1000, "tasks": 2000, "c_ms": 0.1, "python_ms": 5.0,
                        "same_result": True}],
+        "decision": {"cgroup_root": "/cg", "memory": False, "processes": 500, "repeat": 2,
+                     "rows": [{"fan_out": 27, "depth": 2, "cgroups": 756, "lazy_ms": 5.0,
+                               "full_ms": 150.0},
+                              {"fan_out": 2000, "depth": 1, "cgroups": 2000,
+                               "lazy_ms": 40.0, "full_ms": None}],
+                     "goal": {"pairs": 3, "processes_each": 250, "small_cgroups": 756,
+                              "big_cgroups": 20439, "small_ms": 4.0, "big_ms": 5.0,
+                              "median_ratio": 1.25}},
     }
     text = report.render(data)
     assert "| prioomd | 1 | low → mid | 1/1 | 1/1 | 0 |" in text
     assert "| earlyoom | 1 | high → mid | 0/1 | 0/1 |" in text
     assert "| kernel | 0/1 · 0/1 ·" in text  # the sweep: the kernel fired, wrong victim
-    assert "| prioomd | 0.40 s | 2.0× | 20 |" in text  # idle, against earlyoom's CPU
+    assert "| prioomd | 1 | 0.40 s | 2.0× | 20 | 14.0 MiB | 14× |" in text  # idle
+    # the summary: the kernel's first death in the same scenario is the reference
+    assert "| prioomd | 1 | 1/1 | 1/1 | 1/1 | – |" in text  # no kernel run of priority
+    assert "| kernel | 1 | 0/1 | 0/1 | 0/1 | 1.00× |" in text
+    assert "| fan-out 27, depth 2 | 756 | 5.0 ms | 150.0 ms | 30× |" in text
+    assert "| flat, 2,000 siblings | 2,000 | 40.0 ms | – | – |" in text
+    assert "median ratio of the pairs **1.25×**" in text
+    # every run has its own row, in the order run
+    assert "| priority | prioomd | 1 | low (–), mid (–) | none | yes | 5.0 s |" in text
     assert "| 1,000 | 2,000 | 0.10 ms | 5.0 ms | 50× | yes |" in text
     assert "zram / nohang run 1: guest exit 125" in text
+
+
+def test_summary_is_a_ratio_within_each_scenario() -> None:
+    cases = [case("priority", "kernel", ["high"], t_leak_to_first_death_s=10.0),
+             case("leak-max", "kernel", ["high"], t_leak_to_first_death_s=2.0),
+             case("priority", "prioomd", ["low"], t_leak_to_first_death_s=5.0),
+             case("leak-max", "prioomd", ["low"], t_leak_to_first_death_s=2.0)]
+    text = "\n".join(report.summary_table(cases))
+    # 0.5 in one scenario and 1.0 in the other: the median of the two, 0.75
+    assert "| prioomd | 2 | 2/2 | 2/2 | 2/2 | 0.75× |" in text
+
+
+def test_runs_table_escapes_cells() -> None:
+    text = "\n".join(report.runs_table([
+        case("priority", "nohang", ["a|b"], signals=["SIGTERM"]),
+        {"scenario": "zram", "killer": "oomd", "run": "2", "error": "x|y\nz"}]))
+    assert "| a\\|b (SIGTERM) |" in text
+    assert "| zram | oomd | 2 | failed: x\\|y |" in text
