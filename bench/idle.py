@@ -8,16 +8,17 @@
 ``vm``/``guest``: the real-kernel tier's guest (1 GiB, TCG), a 450 MB and a
 100 MB hog resident, no pressure. Side by side, started together and measured
 over the same window: this checkout's prioomd (C idle sampler), the same with
-the Python twin (``prioomd._idle`` hidden), main's prioomd (/work/main, when it
-has a venv) and Debian's earlyoom (its binary comes from the host's root,
+the Python twin (``prioomd._idle`` hidden), a baseline prioomd (``--baseline DIR``:
+another checkout with its own tests/setup.sh venv, e.g. a git worktree of an older
+commit) and Debian's earlyoom (its binary comes from the host's root,
 which the guest sees read-only). For each: CPU seconds (utime + stime),
 wake-ups (voluntary context switches), and, at the end of the window, RSS and
 PSS (smaps_rollup); then where prioomd's resident memory is (smaps, by mapping).
 
-``connector``: on the host, this checkout's prioomd and main's, both in dry-run
+``connector``: on the host, this checkout's prioomd (and the baseline's), in dry-run
 on the root domain, while ``--procs`` short unrelated processes run (/bin/true,
-from 4 shells); CPU of each daemon over that time. main's subscribes to the
-process-events connector, which wakes it on every exit on the host.
+from 4 shells); CPU of each daemon over that time. Before 2026-11-28 prioomd
+subscribed to the process-events connector, which woke it on every exit on the host.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-MAIN = Path("/work/main")
 HOG = REPO / "tests" / "vm" / "guest" / "hog.py"
 TICK = os.sysconf("SC_CLK_TCK")
 READY_LINE = b"prioomd running"
@@ -104,15 +104,17 @@ def wait_ready(log: Path, proc: subprocess.Popen[bytes], timeout: float = 300.0)
         time.sleep(0.5)
 
 
-def daemons(work: Path, extra: list[str], *, python_twin: bool) -> list[tuple]:
+def daemons(work: Path, extra: list[str], *, python_twin: bool, baseline: Path | None
+            ) -> list[tuple]:
     py = [sys.executable]
     runs = [start_prioomd("prioomd", [*py, "-m", "prioomd"], REPO, work, extra)]
     if python_twin:
         runs.append(start_prioomd("prioomd (Python twin)", [*py, "-c", HIDE_C_IDLE], REPO,
                                   work, extra))
-    if (MAIN / ".venv" / "bin" / "python").exists():
-        runs.append(start_prioomd("prioomd main", [str(MAIN / ".venv" / "bin" / "python"),
-                                                   "-m", "prioomd"], MAIN, work, extra))
+    if baseline is not None:
+        runs.append(start_prioomd("prioomd baseline",
+                                  [str(baseline / ".venv" / "bin" / "python"), "-m", "prioomd"],
+                                  baseline, work, extra))
     for _label, proc, log in runs:
         wait_ready(log, proc)
     return runs
@@ -130,7 +132,7 @@ def report(rows: list[tuple[str, dict[str, float], dict[str, float]]], window: f
               f"{b['rss_mib']:>9.1f}{b['pss_mib']:>9.1f}{ratio}")
 
 
-def guest(window: float) -> None:
+def guest(window: float, baseline: Path | None) -> None:
     work = Path(tempfile.mkdtemp(prefix="idle-", dir="/tmp"))
     hogs = []
     for size in (450 << 20, 100 << 20):
@@ -141,7 +143,8 @@ def guest(window: float) -> None:
         os.read(r, 64)
         os.close(r)
     try:
-        runs = daemons(work, ["--cgroup-root", "/sys/fs/cgroup"], python_twin=True)
+        runs = daemons(work, ["--cgroup-root", "/sys/fs/cgroup"], python_twin=True,
+                       baseline=baseline)
         early = subprocess.Popen(["/usr/bin/earlyoom"], stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)
         procs = [(label, proc) for label, proc, _log in runs] + [("earlyoom", early)]
@@ -164,12 +167,12 @@ def guest(window: float) -> None:
             h.wait()
 
 
-def connector(nprocs: int) -> None:
+def connector(nprocs: int, baseline: Path | None) -> None:
     sys.path.insert(0, str(REPO))
     from prioomd.cgroupfs import default_cgroup_root
     work = Path(tempfile.mkdtemp(prefix="idle-conn-"))
     runs = daemons(work, ["--dry-run", "--cgroup-root", default_cgroup_root()],
-                   python_twin=False)
+                   python_twin=False, baseline=baseline)
     try:
         time.sleep(3)
         before = {label: measure(p.pid) for label, p, _log in runs}
@@ -181,7 +184,7 @@ def connector(nprocs: int) -> None:
         took = time.monotonic() - t0
         rows = [(label, before[label], measure(p.pid)) for label, p, _log in runs]
         print(f"\n{nprocs} short processes in {took:.1f} s")
-        report(rows, took, "prioomd main" if len(rows) > 1 else None)
+        report(rows, took, "prioomd baseline" if len(rows) > 1 else None)
     finally:
         for _label, p, _log in runs:
             p.terminate()
@@ -258,10 +261,12 @@ def discovery(n: int) -> None:
         os.rmdir(base)
 
 
-def vm(window: float) -> int:
+def vm(window: float, baseline: Path | None) -> int:
     cmd = ["flock", "/var/tmp/prioomd-vm.lock", "python3", str(REPO / "tests/vm/kh/run.py"),
            "-m", "1G", "-t", "900", "--", sys.executable, str(Path(__file__).resolve()),
            "guest", "--window", str(window)]
+    if baseline is not None:  # the guest sees the host's root read-only: the same path
+        cmd += ["--baseline", str(baseline)]
     return subprocess.call(cmd, cwd=REPO)
 
 
@@ -271,15 +276,20 @@ def main() -> int:
     ap.add_argument("--window", type=float, default=30.0)
     ap.add_argument("--procs", type=int, default=10_000)
     ap.add_argument("--cgroups", type=int, default=20_000)
+    ap.add_argument("--baseline", type=Path,
+                    help="another checkout (with its .venv) to measure side by side")
     args = ap.parse_args()
+    baseline = args.baseline.resolve() if args.baseline else None
+    if baseline is not None and not (baseline / ".venv" / "bin" / "python").exists():
+        ap.error(f"--baseline {baseline}: no .venv there (run its tests/setup.sh)")
     if args.where == "vm":
-        return vm(args.window)
+        return vm(args.window, baseline)
     if args.where == "guest":
-        guest(args.window)
+        guest(args.window, baseline)
     elif args.where == "discovery":
         discovery(args.cgroups)
     else:
-        connector(args.procs)
+        connector(args.procs, baseline)
     return 0
 
 
