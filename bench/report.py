@@ -34,6 +34,17 @@ def right_victim(r: dict[str, Any]) -> bool:
     return victims[:2] == ["low", "mid"] or victims == ["low"]
 
 
+def signal_to_death(r: dict[str, Any]) -> float | None:
+    """From the killer's first signal to its victim's death, in seconds: timed from the
+    line the killer logged (earlyoom, nohang), or prioomd's own audit record (SIGKILL
+    sent to exit seen); None for killers that leave no such trace (the kernel, oomd,
+    systemd-oomd)."""
+    if r.get("t_signal_to_death_s") is not None:
+        return float(r["t_signal_to_death_s"])
+    ms = r.get("prioomd_t_signal_to_exit_ms")
+    return None if ms is None else ms / 1000
+
+
 def one_line(r: dict[str, Any]) -> str:
     if "error" in r:
         return "ERROR " + r["error"].splitlines()[0][:120]
@@ -89,7 +100,7 @@ def outcome_table(scenario: str, runs_by_killer: dict[str, list[dict[str, Any]]]
             f"{sum(bool(r.get('high_survived')) for r in ok)}/{len(ok)} | "
             f"{', '.join(str(r.get('kernel_oom_kill')) for r in ok) or '–'} | "
             f"{_span(r.get('t_leak_to_first_death_s') for r in ok)} | "
-            f"{_span(r.get('t_signal_to_death_s') for r in ok)} | "
+            f"{_span((signal_to_death(r) for r in ok), 's', 2)} | "
             f"{_span((r.get('mem_available_min_mib') for r in ok), 'MiB', 0)} | "
             f"{_span((r.get('prioomd_t_detect_to_signal_ms') for r in ok), 'ms', 0)} |")
     return lines + [""]
@@ -246,7 +257,7 @@ def runs_table(cases: list[dict[str, Any]]) -> list[str]:
             f"| {c['scenario']} | {c['killer']} | {c['run']} | {_cell(victims) or 'none'} | "
             f"{_cell(', '.join(c.get('kernel_victims') or [])) or 'none'} | "
             f"{'yes' if c.get('high_survived') else 'no'} | "
-            f"{_s(c.get('t_leak_to_first_death_s'))} | {_s(c.get('t_signal_to_death_s'), 2)} | "
+            f"{_s(c.get('t_leak_to_first_death_s'))} | {_s(signal_to_death(c), 2)} | "
             f"{c.get('mem_available_min_mib', '–')} MiB | "
             f"{'–' if det is None else f'{det:.0f} ms'} | {c.get('guest_wall_s', '–')} s |")
     return lines + [""]
@@ -267,7 +278,16 @@ def render(data: dict[str, Any]) -> str:
              f"* guest: {env['guest']}, kernel {env['guest_kernel']}",
              f"* prioomd: {env['prioomd']}, commit {env.get('commit', '?')}",
              "* packages: " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
-             "", "## Outcomes", ""]
+             "", "## Outcomes", "",
+             "Columns: *victims in order*, the workloads' deaths as the runner saw them "
+             "(the kernel's OOM kills included); *right first victim*, the one priority OOM "
+             "must choose first; *kernel oom_kill*, from /proc/vmstat, per run; *leak start "
+             "→ first death*; *killer's signal → death*, from the line earlyoom or nohang "
+             "logs when it signals, or prioomd's audit record (– where a killer leaves no "
+             "such trace: the kernel, oomd, systemd-oomd); *lowest MemAvailable before "
+             "it*, the headroom left when the first victim died; *prioomd detect → "
+             "SIGKILL*, from its audit record. Times are medians, with the range over "
+             "the runs in brackets.", ""]
     outcome = [c for c in cases
                if c["scenario"] != "idle" and not c["scenario"].startswith("leak-")]
     for (scenario,), runs in _by(outcome, "scenario").items():

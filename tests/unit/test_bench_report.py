@@ -93,3 +93,11 @@ def test_runs_table_escapes_cells() -> None:
         {"scenario": "zram", "killer": "oomd", "run": "2", "error": "x|y\nz"}]))
     assert "| a\\|b (SIGTERM) |" in text
     assert "| zram | oomd | 2 | failed: x\\|y |" in text
+
+
+def test_signal_to_death_from_the_log_or_the_audit() -> None:
+    assert report.signal_to_death(case("priority", "earlyoom", ["high"],
+                                       t_signal_to_death_s=0.25)) == 0.25
+    assert report.signal_to_death(case("priority", "prioomd", ["low"], t_signal_to_death_s=None,
+                                       prioomd_t_signal_to_exit_ms=61.0)) == 0.061
+    assert report.signal_to_death(case("priority", "oomd", ["high"])) is None
