@@ -91,6 +91,13 @@ class DaemonConfig:
         5, "How many ranked victims a decision carries (the kill path falls through).",
         at_least(1),
     )
+    max_watches: int | None = option(
+        None,
+        "Most inotify watches prioomd takes to find new cgroups (one per cgroup "
+        "directory). Unset: a quarter of fs.inotify.max_user_watches, a limit every "
+        "program of the same user shares. Cgroups past it are rescanned, 256 a second.",
+        at_least(1),
+    )
 
 
 @dataclass(frozen=True)

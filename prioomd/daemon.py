@@ -107,8 +107,10 @@ class Daemon:
         self._config_watched = False
         self.victims = Victims()
         self._status_sent = ("", 0.0)  # last STATUS= text, when
-        self.discovery = discovery.Discovery(self.table, sources.cgroup_root,
-                                             clock=sources.clock)
+        self.discovery = discovery.Discovery(
+            self.table, sources.cgroup_root, clock=sources.clock,
+            max_watches=cfg.daemon.max_watches
+            or discovery.default_max_watches(sources.proc_root))
         self.idle = idle.IdleWait(os.path.join(sources.proc_root, "meminfo"),
                                   cfg.detect.root_thresholds())
         self.loop: EventLoop | None = None
@@ -227,7 +229,10 @@ class Daemon:
         # Victims' exits come from their pidfds, not the connector (victims.py).
         self._arm(loop)
         loop.watch_fd(DISCOVERY_KEY, self.discovery.fileno())
-        log.info("watching %d cgroup directories for domains", self.discovery.watched)
+        log.info("watching %d cgroup directories for domains (cap %d)%s",
+                 self.discovery.watched, self.discovery.max_watches,
+                 f", {self.discovery.unwatched} more rescanned" if self.discovery.unwatched
+                 else "")
         self.guard.settle()  # a crashed run's guards that this run did not take over
         if self.where is not None and self.where.ns_root != "/":
             log.info("private cgroup namespace rooted at %s: /proc/PID/cgroup paths are "
@@ -512,6 +517,8 @@ class Daemon:
         self.dying.timeout_s = cfg.kill.dying_timeout_s
         self.guard.thresholds = cfg.detect.cgroup_thresholds()
         self.idle.set_thresholds(cfg.detect.root_thresholds())
+        if cfg.daemon.max_watches:
+            self.discovery.max_watches = cfg.daemon.max_watches
         self.discovery.retable(self.table)  # examined over the next wake-ups, bounded
         self._arm(loop)
         self.metrics.reloaded(True)

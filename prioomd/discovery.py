@@ -10,9 +10,12 @@ never one long stall. The first walk is the same queue, run to the end before
 the loop starts.
 
 What events cannot show is rechecked on a timer, bounded the same way:
-memory.max of enabled cgroups (a write to it notifies nobody); and, when the
-kernel refuses more watches (``fs.inotify.max_user_watches``) or the queue
-overflowed, the unwatched directories are rescanned round-robin.
+memory.max of enabled cgroups (a write to it notifies nobody); and, past the
+cap on watches (``max_watches``: by default a quarter of
+``fs.inotify.max_user_watches``, a limit shared with every other program of the
+same user, which a host of 10^5 cgroups must not take from them), when the kernel
+refuses more, or when the queue overflowed, the unwatched directories are
+rescanned round-robin.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ _DIR_MASK = (_F.CREATE | _F.DELETE | _F.MOVED_FROM | _F.MOVED_TO | _F.ATTRIB | _
              | _F.DONT_FOLLOW)
 BUDGET = 256  # cgroups examined per wake-up: a few ms of work, far below a 50 ms stall
 RECHECK_S = 1.0  # memory.max of enabled cgroups without a limit: read this often
+WATCH_SHARE = 4  # by default take at most 1/WATCH_SHARE of the user's inotify watches
+WATCHES_FALLBACK = 8192  # the cap when fs.inotify.max_user_watches cannot be read
 LIMITS_S = 30.0  # memory.max of armed domains: read this often (guard and logs use it)
 
 
@@ -41,17 +46,20 @@ class Discovery:
     ``step``; ``step`` says when it changed. ``budget`` bounds one ``step``."""
 
     def __init__(self, tbl: table.PriorityTable, cgroup_root: str, *,
-                 clock: Callable[[], float], budget: int = BUDGET) -> None:
+                 clock: Callable[[], float], budget: int = BUDGET,
+                 max_watches: int = WATCHES_FALLBACK) -> None:
         self.table = tbl
         self.root = cgroup_root
         self.clock = clock
         self.budget = budget
+        self.max_watches = max_watches  # a new cap applies to new watches only
         self.domains: dict[str, Domain] = {}
         self._enabled: set[str] = set()  # use_priority_oom on, with or without memory.max
         self._wd_path: dict[int, str] = {}
         self._path_wd: dict[str, int] = {}
         self._todo: dict[str, bool] = {}  # path -> also watch it and list its children
         self._unwatched: list[str] = []  # over the watch limit: rescanned round-robin
+        self._limits_said: set[str] = set()
         self._next_recheck = 0.0
         self._next_limits = 0.0
         self._noted: dict[str, str] = {}  # path -> last warning, to say each once
@@ -85,6 +93,11 @@ class Discovery:
     @property
     def watched(self) -> int:
         return len(self._path_wd)
+
+    @property
+    def unwatched(self) -> int:
+        """Cgroups past the watch limit, followed by the round-robin rescan."""
+        return len(self._unwatched)
 
     def retable(self, tbl: table.PriorityTable, *, relist: bool = False) -> None:
         """A new config: every known cgroup is examined again (bounded per step);
@@ -220,18 +233,37 @@ class Discovery:
     def _watch(self, path: str, cgdir: str) -> None:
         if path in self._path_wd:
             return
+        if len(self._path_wd) >= self.max_watches:
+            self._no_watch(path, f"prioomd's cap of {self.max_watches} inotify watches, "
+                                 "[daemon] max_watches")
+            return
         try:
             wd = self._ino.add_watch(cgdir, _DIR_MASK)
         except OSError as exc:
             if exc.errno in (errno.ENOENT, errno.ENOTDIR):
                 raise Vanished(path) from exc
-            if not self._unwatched:
-                log.warning("cannot watch %s (%s): cgroups beyond the inotify watch limit "
-                            "are rescanned, %d per second", path, exc.strerror, self.budget)
-            self._unwatched.append(path)
+            self._no_watch(path, f"{exc.strerror}: the kernel's inotify watch limit, "
+                                 "fs.inotify.max_user_watches")
             return
         self._wd_path[wd] = path
         self._path_wd[path] = wd
+
+
+    def _no_watch(self, path: str, why: str) -> None:
+        if why not in self._limits_said:  # once per limit, not on every rescan
+            self._limits_said.add(why)
+            log.warning("%s is not watched (%s): it and every cgroup past the limit are "
+                        "rescanned, %d per second", path, why, self.budget)
+        self._unwatched.append(path)
+
+
+def default_max_watches(proc_root: str = "/proc") -> int:
+    """A quarter of the user's inotify watches (every program of root shares them)."""
+    try:
+        with open(os.path.join(proc_root, "sys/fs/inotify/max_user_watches"), "rb") as f:
+            return max(1, int(f.read()) // WATCH_SHARE)
+    except (OSError, ValueError):
+        return WATCHES_FALLBACK
 
 
 def _join(parent: str, name: str) -> str:

@@ -83,7 +83,8 @@ def test_defaults() -> None:
 def test_defaults_programmatic() -> None:
     got = defaults()
     assert {k: got[k] for k in ("daemon", "root", "hints")} == {
-        "daemon": {"cgroup_root": None, "kernel_compat": False, "max_candidates": 5},
+        "daemon": {"cgroup_root": None, "kernel_compat": False, "max_candidates": 5,
+                   "max_watches": None},
         "root": {"use_priority_oom": False},
         "hints": {"enabled": True, "oomd_avoid": 10, "oomd_omit": 12, "oomd_prefer": 0},
     }
@@ -211,7 +212,7 @@ def test_hint_priorities_are_checked() -> None:
 def test_unknown_key_with_suggestion() -> None:
     assert error_of("[daemon]\nmax_candidate = 3") == (
         f"{SRC}: [daemon] max_candidate = 3: unknown key; did you mean max_candidates? "
-        "(known keys: cgroup_root, kernel_compat, max_candidates)")
+        "(known keys: cgroup_root, kernel_compat, max_candidates, max_watches)")
     msg = error_of(rule('path = "/a"\nprioirty = 3'))
     assert msg == (f'{SRC}: [[cgroup]] #1 (path "/a") prioirty = 3: unknown key; did you mean '
                    "priority? (known keys: path, priority, use_priority_oom, kill)")
@@ -475,3 +476,10 @@ def test_rule_kill_granularity() -> None:
 def test_rule_kill_must_be_process_or_cgroup() -> None:
     with pytest.raises(ConfigError, match='kill = "group": must be a string one of'):
         parse_config('[[cgroup]]\npath = "/a"\nkill = "group"\n', SRC)
+
+
+@pytest.mark.parametrize("value", ["0", "-5", '"many"', "1.5"])
+def test_max_watches_is_a_positive_integer(value):
+    with pytest.raises(ConfigError, match=r"\[daemon\] max_watches"):
+        config.parse_config(f"[daemon]\nmax_watches = {value}\n", "t.toml")
+    assert config.parse_config("[daemon]\nmax_watches = 100\n", "t.toml").daemon.max_watches == 100

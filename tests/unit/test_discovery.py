@@ -197,3 +197,49 @@ def test_an_unreadable_cgroup_is_skipped_with_a_warning(disc, tree, monkeypatch,
     _settle(disc)
     assert set(disc.domains) == {"/", "/b"}
     assert "/odd: not examined" in caplog.text
+
+
+def test_past_its_cap_on_watches_cgroups_are_rescanned_and_said_once(tree, caplog):
+    """The cap keeps prioomd from taking the inotify watches every program of root
+    shares: past it, cgroups are still found, by the round-robin rescan."""
+    clock = Clock()
+    d = discovery.Discovery(_table(), tree, clock=clock, budget=16, max_watches=3)
+    d.run_all()
+    assert d.watched == 3  # root, then the first two cgroups listed; the rest rescanned
+    unwatched = {"/a", "/b", "/c", "/a/x"} - {p for p in d._path_wd}
+    assert len(unwatched) == 2
+    assert {"/", "/b"} <= d.domains.keys()  # found all the same
+    # a domain made under an unwatched cgroup is found by the rescan, not an event
+    parent = sorted(unwatched)[0]
+    cg = _mkcg(os.path.join(tree, parent.lstrip("/")), "late", memory_max=LIMIT)
+    os.setxattr(cg, trees.UPO, b"1")
+    for _ in range(3):
+        clock.now += discovery.RECHECK_S
+        _settle(d)
+    assert parent + "/late" in d.domains
+    assert d.watched == 3
+    said = [r for r in caplog.records if "max_watches" in r.getMessage()]
+    assert len(said) == 1, [r.getMessage() for r in said]  # not once per rescan
+
+
+def test_a_freed_watch_goes_to_a_rescanned_cgroup(tree):
+    clock = Clock()
+    d = discovery.Discovery(_table(), tree, clock=clock, budget=16, max_watches=4)
+    d.run_all()
+    assert d.watched == 4
+    gone = next(p for p in d._path_wd if p != "/" and not p.startswith("/a"))
+    shutil.rmtree(os.path.join(tree, gone.lstrip("/")))  # (a fake cgroupfs: files too)
+    for _ in range(3):
+        clock.now += discovery.RECHECK_S
+        _settle(d)
+    assert gone not in d._path_wd and d.watched == 4
+
+
+def test_the_default_cap_is_a_quarter_of_the_users_watches(tmp_path):
+    limits = tmp_path / "sys" / "fs" / "inotify"
+    limits.mkdir(parents=True)
+    (limits / "max_user_watches").write_text("192536\n")
+    assert discovery.default_max_watches(str(tmp_path)) == 48134
+    (limits / "max_user_watches").write_text("garbage\n")
+    assert discovery.default_max_watches(str(tmp_path)) == discovery.WATCHES_FALLBACK
+    assert discovery.default_max_watches(str(tmp_path / "nope")) == discovery.WATCHES_FALLBACK
