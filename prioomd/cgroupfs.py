@@ -21,6 +21,7 @@ import errno
 import logging
 import os
 import re
+import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -351,6 +352,61 @@ def read_populated(cgdir: str) -> bool:
     if "populated" not in events:
         raise ValueError(f"{cgdir}/cgroup.events: no 'populated' key")
     return events["populated"] != 0
+
+
+def populated_children(cgdir: str, names: list[str]) -> list[bool | None]:
+    """``read_populated`` of each child ``cgdir/name``, None for a child that is gone:
+    the walk's read of a whole level, paid once per sibling. Opened relative to one
+    descriptor of ``cgdir`` (no path lookup from the root per child): about a third of
+    the cost of ``read_populated`` in a loop (bench/populated.py). Vanished when
+    ``cgdir`` itself is gone."""
+    with _gone_is_vanished(cgdir):
+        dfd = os.open(cgdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    out: list[bool | None] = []
+    try:
+        for name in names:
+            try:
+                fd = os.open(f"{name}/cgroup.events", os.O_RDONLY | os.O_CLOEXEC, dir_fd=dfd)
+            except OSError as exc:
+                if not is_gone(exc):
+                    raise
+                # as read_populated: no cgroup.events in a directory that exists reads
+                # as populated (only the root lacks one on a real cgroupfs)
+                out.append(True if isinstance(exc, FileNotFoundError)
+                           and _is_dir_at(dfd, name) else None)
+                continue
+            try:
+                chunks = [os.read(fd, 4096)]
+                while len(chunks[-1]) == 4096:  # never for a real cgroup.events
+                    chunks.append(os.read(fd, 4096))
+            except OSError as exc:
+                if not is_gone(exc):
+                    raise
+                out.append(None)
+                continue
+            finally:
+                os.close(fd)
+            data = b"".join(chunks)
+            if data[:10] == b"populated " and data[10:12] in (b"0\n", b"1\n"):
+                out.append(data[10:11] == b"1")  # as the kernel writes it: no parse
+                continue
+            events = parse_flat_keyed(data.decode("utf-8", errors="replace"))
+            if not events:
+                out.append(True)
+            elif "populated" not in events:
+                raise ValueError(f"{cgdir}/{name}/cgroup.events: no 'populated' key")
+            else:
+                out.append(events["populated"] != 0)
+    finally:
+        os.close(dfd)
+    return out
+
+
+def _is_dir_at(dfd: int, name: str) -> bool:
+    try:
+        return stat.S_ISDIR(os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
 
 
 def read_pressure(path: str) -> Pressure | None:

@@ -107,16 +107,13 @@ class _Tree:
     def _children(self, cgdir: str) -> Iterator[tuple[str, str]]:
         """(name, directory) of the populated children, oldest first."""
         try:
-            listed = cgroupfs.list_children(cgdir)
+            names = [name for name, _key in cgroupfs.list_children(cgdir)]
+            populated = cgroupfs.populated_children(cgdir, names)
         except _GONE:
             return
-        for name, _key in listed:
-            child = os.path.join(cgdir, name)
-            try:
-                if cgroupfs.read_populated(child):
-                    yield name, child
-            except _GONE:
-                continue
+        for name, full in zip(names, populated, strict=True):
+            if full:
+                yield name, os.path.join(cgdir, name)
 
     def kids(self, node: _Node) -> list[_Node]:
         if node.kids is None:

@@ -66,6 +66,19 @@ def test_populated_propagates_to_the_parent(host_cgroup, spawn):
     assert cgroupfs.read_populated(host_cgroup) is True
 
 
+def test_populated_children_on_the_real_tree(host_cgroup, spawn):
+    for name in ("a", "b", "c"):
+        os.mkdir(os.path.join(host_cgroup, name))
+    os.mkdir(os.path.join(host_cgroup, "c", "deep"))
+    spawn(os.path.join(host_cgroup, "a"))
+    spawn(os.path.join(host_cgroup, "c", "deep"))
+    names = [n for n, _ in cgroupfs.list_children(host_cgroup)]
+    assert names == ["a", "b", "c"]
+    got = cgroupfs.populated_children(host_cgroup, [*names, "never-made"])
+    assert got == [True, False, True, None]
+    assert got[:3] == [cgroupfs.read_populated(os.path.join(host_cgroup, n)) for n in names]
+
+
 def test_no_memory_controller_reads_as_zero(host_cgroup):
     if "memory" in cgroupfs.read_controllers(host_cgroup):
         pytest.skip("this host's cgroup2 tree has the memory controller")

@@ -277,6 +277,40 @@ def test_readers_on_a_memory_cgroup(tree):
     assert cgroupfs.owner_uid(cg) == os.geteuid()
 
 
+def test_populated_children_reads_a_level_as_read_populated_reads_each(tree, fake_root):
+    """One batched read of a level, child by child the same answers as read_populated;
+    None for a child listed but gone by the time it is read."""
+    names = [n for n, _ in cgroupfs.list_children(tree)] + ["gone-meanwhile"]
+    got = cgroupfs.populated_children(tree, names)
+    assert got[:-1] == [cgroupfs.read_populated(os.path.join(tree, n)) for n in names[:-1]]
+    assert got[-1] is None
+    assert dict(zip(names, got, strict=True))["empty"] is False
+    assert True in got and False in got  # the fixture has both kinds
+    assert cgroupfs.populated_children(tree, []) == []
+    # a directory without cgroup.events reads as populated (as the root does)
+    os.unlink(os.path.join(tree, "empty", "cgroup.events"))
+    assert cgroupfs.populated_children(tree, ["empty"]) == [True]
+    assert cgroupfs.read_populated(os.path.join(tree, "empty")) is True
+
+
+def test_populated_children_refuses_what_read_populated_refuses(fake_root, monkeypatch):
+    root = make_cgroupfs(fake_root, {"children": {"x": {"raw": {"cgroup.events": "frozen 0\n"}},
+                                                  "y": {}}})
+    with pytest.raises(ValueError, match="no 'populated' key"):
+        cgroupfs.populated_children(root, ["y", "x"])
+    with pytest.raises(Vanished):
+        cgroupfs.populated_children(os.path.join(root, "nope"), ["x"])
+    real_open = os.open
+
+    def refuse(path, flags, mode=0o777, *, dir_fd=None):
+        if str(path).endswith("cgroup.events"):
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real_open(path, flags, mode, dir_fd=dir_fd)
+    monkeypatch.setattr(os, "open", refuse)
+    with pytest.raises(PermissionError):  # not a vanished child: said, not skipped
+        cgroupfs.populated_children(root, ["y"])
+
+
 def test_defaults_without_memory_controller(tree):
     cg = os.path.join(tree, "no-mem")
     assert cgroupfs.read_controllers(cg) == frozenset()
