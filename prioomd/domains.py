@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prioomd import cgroupfs, detect, procfs, swaps, table
+from prioomd import cgparse, cgroupfs, detect, procfs, swaps, table
 from prioomd.errors import ConfigError, Vanished
 from prioomd.snapshot import Sources
 
@@ -149,7 +149,7 @@ def events_file(cgdir: str) -> str:
 def read_events(domain: Domain) -> dict[str, int]:
     """The cgroup domain's memory.events(.local) counters."""
     with open(domain.events_path, encoding="ascii", errors="replace") as f:
-        return cgroupfs.parse_flat_keyed(f.read())
+        return cgparse.parse_flat_keyed(f.read())
 
 
 def sample_cgroup(domain: Domain, clock: Callable[[], float]) -> detect.CgroupSample:

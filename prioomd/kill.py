@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from prioomd import cgroupfs, procfs, victim
+from prioomd import cgparse, cgroupfs, procfs, victim
 from prioomd.errors import Vanished, is_gone
 from prioomd.model import Attempt, Candidate, Decision, KillResult
 from prioomd.procfs import OOM_SCORE_ADJ_MIN, TaskFacts
@@ -409,7 +409,7 @@ class Killer:
             if events_fd is not None:
                 os.lseek(events_fd, 0, os.SEEK_SET)
                 text = os.read(events_fd, 4096).decode("ascii", "replace")
-                return cgroupfs.parse_flat_keyed(text).get("populated", 0) != 0
+                return cgparse.parse_flat_keyed(text).get("populated", 0) != 0
         except (OSError, ValueError):
             pass
         return bool(self._members(path))

@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prioomd import cgroupfs, cgroupns, procfs
+from prioomd import cgparse, cgroupfs, cgroupns, procfs
 from prioomd.errors import Vanished
 from prioomd.model import Candidate
 from prioomd.procfs import OOM_SCORE_ADJ_MIN, TaskFacts
@@ -68,7 +68,7 @@ class Locator:
         # above cgroup_root when prioomd is pointed at a subtree.
         try:
             with open("/proc/self/mounts", "rb") as f:
-                self.prefix = cgroupfs.hierarchy_path(cgroup_root, os.fsdecode(f.read()))
+                self.prefix = cgparse.hierarchy_path(cgroup_root, os.fsdecode(f.read()))
         except (OSError, ValueError):
             self.prefix = "/"
 

@@ -325,3 +325,16 @@ def fake_root() -> Iterator[str]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+# /proc/self/mounts of a hybrid host (memory on v1, the v2 tree beside it) and of a
+# unified one
+HYBRID_MOUNTS = """\
+/dev/vda / ext4 rw,relatime 0 0
+tmpfs /sys/fs/cgroup tmpfs rw,relatime,mode=755 0 0
+cgroup /sys/fs/cgroup/cpu cgroup rw,relatime,cpu 0 0
+cgroup /sys/fs/cgroup/systemd cgroup rw,relatime,name=systemd 0 0
+cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0
+"""
+UNIFIED_MOUNTS = ("sysfs /sys sysfs rw 0 0\n"
+                  "cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec,relatime 0 0\n")

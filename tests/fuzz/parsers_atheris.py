@@ -15,7 +15,7 @@ from collections.abc import Callable
 import atheris
 
 with atheris.instrument_imports():
-    from prioomd import cgroupfs, config, proc_connector, procfs, table, textsafe
+    from prioomd import cgparse, config, proc_connector, procfs, table, textsafe
     from prioomd.errors import ConfigError
 
 
@@ -49,12 +49,12 @@ TARGETS: list[Callable[[bytes], object]] = [
     lambda d: procfs.parse_meminfo(_text(d)),
     lambda d: procfs.parse_vmstat(_text(d)),
     lambda d: procfs.parse_oom_score_adj(_text(d)),
-    lambda d: cgroupfs.parse_pressure(_text(d)),
-    lambda d: cgroupfs.parse_flat_keyed(_text(d)),
-    lambda d: cgroupfs.parse_max(_text(d)),
-    lambda d: cgroupfs.parse_procs(_text(d)),
-    lambda d: cgroupfs.parse_controllers(_text(d)),
-    lambda d: cgroupfs.hierarchy_path("/sys/fs/cgroup/x", _text(d)),
+    lambda d: cgparse.parse_pressure(_text(d)),
+    lambda d: cgparse.parse_flat_keyed(_text(d)),
+    lambda d: cgparse.parse_max(_text(d)),
+    lambda d: cgparse.parse_procs(_text(d)),
+    lambda d: cgparse.parse_controllers(_text(d)),
+    lambda d: cgparse.hierarchy_path("/sys/fs/cgroup/x", _text(d)),
     proc_connector.parse_datagram,
     _xattr,
     _config,

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from prioomd import cgroupfs
+from prioomd import cgparse, cgroupfs
 
 _counter = itertools.count()
 
@@ -32,7 +32,7 @@ def host_cgroup_root() -> str:
     except cgroupfs.NoCgroup2Mount as exc:
         pytest.skip(f"host tier: {exc}")
     with open("/proc/self/mounts", encoding="utf-8") as f:
-        if root not in cgroupfs.cgroup2_mounts(f.read()):  # never write a v1 hierarchy
+        if root not in cgparse.cgroup2_mounts(f.read()):  # never write a v1 hierarchy
             pytest.skip(f"host tier: {root} is not a cgroup2 mount")
     probe = os.path.join(root, f"prioomd-probe-{os.getpid()}")
     try:

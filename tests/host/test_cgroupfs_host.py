@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from prioomd import cgroupfs, procfs
+from prioomd import cgparse, cgroupfs, procfs
 from prioomd.errors import Vanished, is_gone
 from prioomd.model import TaskState
 
@@ -29,7 +29,7 @@ def _wait_for(predicate, timeout_s: float = 5.0) -> bool:
 
 def test_default_root_is_a_cgroup2_mount(host_cgroup_root):
     with open("/proc/self/mounts", encoding="utf-8") as f:
-        assert cgroupfs.default_cgroup_root() in cgroupfs.cgroup2_mounts(f.read())
+        assert cgroupfs.default_cgroup_root() in cgparse.cgroup2_mounts(f.read())
     assert cgroupfs.read_controllers(host_cgroup_root) >= cgroupfs.read_subtree_control(
         host_cgroup_root)
 

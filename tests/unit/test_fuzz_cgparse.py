@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from prioomd import cgroupfs
+from prioomd import cgparse
 from tests.fuzzing import WORDS, fuzz, lines_of, ok_or
 
 PSI_WORDS = st.one_of(WORDS, st.sampled_from(["some", "full", "avg10=0.00", "avg60=12.34",
@@ -19,9 +19,9 @@ PCT = st.integers(0, 10000).map(lambda x: f"{x // 100}.{x % 100:02d}")  # "%lu.%
 @fuzz
 @given(st.one_of(st.text(), lines_of(PSI_WORDS, separators=st.sampled_from([" ", "=", "\t"]))))
 def test_pressure_arbitrary(text: str) -> None:
-    p = ok_or(ValueError, cgroupfs.parse_pressure, text)
+    p = ok_or(ValueError, cgparse.parse_pressure, text)
     if p is not None:
-        assert isinstance(p, cgroupfs.Pressure)
+        assert isinstance(p, cgparse.Pressure)
         for line in (p.some, p.full):
             if line is not None:
                 assert 0 <= line.avg10_pct <= 100 and line.total_us >= 0
@@ -32,7 +32,7 @@ def test_pressure_arbitrary(text: str) -> None:
 def test_pressure_round_trip(lines: list[tuple[str, str, str, int]]) -> None:
     text = "".join(f"{kind} avg10={a} avg60={b} avg300={c} total={t}\n"
                    for kind, (a, b, c, t) in zip(("some", "full"), lines, strict=False))
-    p = cgroupfs.parse_pressure(text)
+    p = cgparse.parse_pressure(text)
     got = [p.some] + ([p.full] if p.full else [])
     assert [(x.avg10_pct, x.avg60_pct, x.avg300_pct, x.total_us) for x in got] == \
         [(float(a), float(b), float(c), t) for a, b, c, t in lines]
@@ -47,7 +47,7 @@ EVENT_KEYS = st.sampled_from(["low", "high", "max", "oom", "oom_kill", "oom_grou
                                      separators=st.sampled_from([" ", "\t", "  ", ""]))))
 def test_flat_keyed_arbitrary(text: str) -> None:
     """memory.events, cgroup.events, memory.stat."""
-    out = ok_or(ValueError, cgroupfs.parse_flat_keyed, text)
+    out = ok_or(ValueError, cgparse.parse_flat_keyed, text)
     assert out is None or all(type(v) is int for v in out.values())  # type: ignore[attr-defined]
 
 
@@ -56,13 +56,13 @@ def test_flat_keyed_arbitrary(text: str) -> None:
                        st.integers(0, 2**64 - 1), max_size=12))
 def test_flat_keyed_round_trip(values: dict[str, int]) -> None:
     text = "".join(f"{k} {v}\n" for k, v in values.items())
-    assert cgroupfs.parse_flat_keyed(text) == values
+    assert cgparse.parse_flat_keyed(text) == values
 
 
 @fuzz
 @given(st.one_of(st.text(), WORDS))
 def test_single_value_files(text: str) -> None:
-    for parse in (cgroupfs.parse_int, cgroupfs.parse_max, cgroupfs.parse_bool01):
+    for parse in (cgparse.parse_int, cgparse.parse_max, cgparse.parse_bool01):
         ok_or(ValueError, parse, text)
 
 
@@ -70,26 +70,26 @@ def test_single_value_files(text: str) -> None:
 @given(st.one_of(st.none(), st.integers(0, 2**64 - 1)))
 def test_limit_round_trip(limit: int | None) -> None:
     """write_memory_high's format back through parse_max."""
-    assert cgroupfs.parse_max(("max" if limit is None else str(limit)) + "\n") == limit
+    assert cgparse.parse_max(("max" if limit is None else str(limit)) + "\n") == limit
 
 
 @fuzz
 @given(st.one_of(st.text(), lines_of(max_lines=20)))
 def test_procs_arbitrary(text: str) -> None:
-    pids = ok_or(ValueError, cgroupfs.parse_procs, text)
+    pids = ok_or(ValueError, cgparse.parse_procs, text)
     assert pids is None or all(p > 0 for p in pids)  # type: ignore[attr-defined]
 
 
 @fuzz
 @given(st.lists(st.integers(1, 2**22), max_size=50))
 def test_procs_round_trip(pids: list[int]) -> None:
-    assert cgroupfs.parse_procs("".join(f"{p}\n" for p in pids)) == pids
+    assert cgparse.parse_procs("".join(f"{p}\n" for p in pids)) == pids
 
 
 @fuzz
 @given(st.one_of(st.text(), lines_of(max_lines=1)))
 def test_controllers_arbitrary(text: str) -> None:
-    ok_or(ValueError, cgroupfs.parse_controllers, text)
+    ok_or(ValueError, cgparse.parse_controllers, text)
 
 
 MOUNT_WORDS = st.one_of(WORDS, st.sampled_from(["cgroup2", "cgroup", "/sys/fs/cgroup",
@@ -99,9 +99,9 @@ MOUNT_WORDS = st.one_of(WORDS, st.sampled_from(["cgroup2", "cgroup", "/sys/fs/cg
 @fuzz
 @given(st.one_of(st.text(), lines_of(MOUNT_WORDS, separators=st.just(" "))), st.text())
 def test_mounts_arbitrary(text: str, root: str) -> None:
-    mounts = ok_or(ValueError, cgroupfs.cgroup2_mounts, text)
+    mounts = ok_or(ValueError, cgparse.cgroup2_mounts, text)
     if mounts is not None:
-        path = cgroupfs.hierarchy_path("/" + root, text)
+        path = cgparse.hierarchy_path("/" + root, text)
         assert path.startswith("/")
 
 
@@ -114,4 +114,4 @@ def test_mounts_round_trip(parts: list[str]) -> None:
     target = "/" + "/".join(parts) + " \t\n\\x"
     mangled = "".join(f"\\{ord(c):03o}" if c in " \t\n\\" else c for c in target)
     text = f"proc /proc proc rw 0 0\ncgroup2 {mangled} cgroup2 rw,nosuid 0 0\n"
-    assert cgroupfs.cgroup2_mounts(text) == [target]
+    assert cgparse.cgroup2_mounts(text) == [target]
