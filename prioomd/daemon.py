@@ -495,6 +495,23 @@ class Daemon:
             self.metrics.record(record)
 
     # ------------------------------------------------------------ reload
+    def _reguard(self) -> None:
+        """[guard] or the thresholds its memory.high comes from changed: every armed
+        domain's memory.high back to the administrator's, then the new guard on each
+        (none with guard mode now off), as a restart would leave them."""
+        released = len(self.guard.guarded)
+        self.guard.restore_all()
+        if not self.cfg.guard.enabled:
+            log.info("guard mode off: memory.high restored on %d domain(s)", released)
+            return
+        for state in self.states.values():
+            if state.domain.is_root:
+                continue
+            try:
+                log.info("%s", self.guard.apply(state.domain))
+            except (Vanished, ValueError, OSError) as exc:
+                log.warning("%s: no guard: %s", state.domain.path, exc)
+
     def reload(self, loop: EventLoop) -> None:
         if not self.config_path:
             log.info("reload requested; no config file to read")
@@ -510,15 +527,18 @@ class Daemon:
             self.metrics.reloaded(False)
             self.notifier.ready(self._status())
             return
+        old_guard = (self.cfg.guard.enabled, self.guard.thresholds)
         self.cfg = cfg
         self.table = table.PriorityTable(cfg)
         self.killer = self._make_killer()
         self.hook_plan = cfg.kill.hook_plan()
         self.dying.timeout_s = cfg.kill.dying_timeout_s
         self.guard.thresholds = cfg.detect.cgroup_thresholds()
+        if (cfg.guard.enabled, self.guard.thresholds) != old_guard:
+            self._reguard()
         self.idle.set_thresholds(cfg.detect.root_thresholds())
-        if cfg.daemon.max_watches:
-            self.discovery.max_watches = cfg.daemon.max_watches
+        self.discovery.max_watches = (cfg.daemon.max_watches
+                                      or discovery.default_max_watches(self.sources.proc_root))
         self.discovery.retable(self.table)  # examined over the next wake-ups, bounded
         self._arm(loop)
         self.metrics.reloaded(True)

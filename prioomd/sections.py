@@ -195,7 +195,8 @@ class GuardConfig:
     """[guard]: cgroup domains get memory.high = memory.max - headroom while prioomd
     runs, so the kernel throttles them (and prioomd can act) before its OOM killer."""
 
-    enabled: bool = option(True, "Set memory.high on enabled cgroup domains (restored on exit).")
+    enabled: bool = option(True, "Set memory.high on enabled cgroup domains (restored on exit, "
+                                 "or on a reload that turns this off).")
 
 
 @dataclass(frozen=True)

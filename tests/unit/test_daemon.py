@@ -313,6 +313,47 @@ def test_a_symlinked_config_is_reloaded_when_its_link_is_swapped(fake_root, tmp_
     d.guard.restore_all()
 
 
+def test_a_reload_that_turns_the_guard_off_or_moves_it_acts_at_once(fake_root, tmp_path,
+                                                                   sleepers):
+    """[guard] enabled = false in a reload restores memory.high then, not at exit; on
+    again, or new thresholds, sets the new guard on the domains already armed."""
+    root, proc, _ = _tree(fake_root, sleepers, mem_available_kb=3 * GiB_KB)
+    os.setxattr(os.path.join(root, "B"), trees.UPO, b"1")
+    high = os.path.join(root, "B", "memory.high")
+    with open(os.path.join(root, "B", "memory.max"), "w") as f:
+        f.write(str(1 << 30))
+    conf = tmp_path / "prioomd.toml"
+    base = "[root]\nuse_priority_oom = true\n[audit]\nfile = \"\"\njournal = false\n"
+    conf.write_text(base)
+    d = daemon.Daemon(config.load_config(str(conf)), str(conf),
+                      snapshot.Sources(cgroup_root=root, proc_root=proc), dry_run=True,
+                      runtime_dir=str(tmp_path / "run"), protect=lambda: [])
+
+    def memory_high() -> str:
+        with open(high) as f:
+            return f.read().strip()
+
+    try:
+        with EventLoop(signals=False) as loop:
+            d._arm(loop)
+            guarded = memory_high()
+            assert guarded != "max" and int(guarded) < 1 << 30
+            conf.write_text(base + "[guard]\nenabled = false\n")
+            d.reload(loop)
+            assert memory_high() == "max" and not d.guard.guarded
+            conf.write_text(base)
+            d.reload(loop)
+            assert memory_high() == guarded and d.guard.guarded == {"/B"}
+            conf.write_text(base + "[detect]\nheadroom_min_mib = 256\n")
+            d.reload(loop)
+            assert int(memory_high()) == (1 << 30) - (256 << 20)
+            d.reload(loop)  # nothing of the guard changed: memory.high is left alone
+            assert int(memory_high()) == (1 << 30) - (256 << 20)
+    finally:
+        d.guard.restore_all()
+    assert memory_high() == "max"
+
+
 def _without_psi(proc):
     """A kernel booted with psi=0 or built without PSI: no /proc/pressure at all."""
     shutil.rmtree(os.path.join(proc, "pressure"))
