@@ -31,6 +31,7 @@ from prioomd import (
     hooks,
     idle,
     kill,
+    kmsg,
     lazywalk,
     metrics,
     procfs,
@@ -114,6 +115,8 @@ class Daemon:
         self.idle = idle.IdleWait(os.path.join(sources.proc_root, "meminfo"),
                                   cfg.detect.root_thresholds())
         self.loop: EventLoop | None = None
+        self.oom_log: kmsg.OomKills | None = None  # opened by run()
+        self._memcg_kills = 0  # of those the kernel logged, at a cgroup's own limit
         self.metrics: metrics.Metrics | metrics.NullMetrics = metrics.NULL
 
     # ------------------------------------------------------------ set-up
@@ -220,10 +223,17 @@ class Daemon:
                 self.sink.close()
                 self.metrics.close()
                 self.discovery.close()
+                if self.oom_log is not None:
+                    self.oom_log.close()
         return 0
 
     def _start(self, loop: EventLoop) -> None:
         self._watch_config(loop)
+        self.oom_log = kmsg.OomKills(self.sources.kmsg_path)
+        if self.oom_log.unavailable:
+            log.info("%s: a global OOM kill cannot be told from one at a cgroup's own "
+                     "limit; every kernel OOM kill counts as a miss of the root domain",
+                     self.oom_log.unavailable)
         self.metrics = metrics.start(self.cfg.metrics, dry_run=self.dry_run,
                                      walk=select.DEFAULT_BACKEND)
         # Victims' exits come from their pidfds, not the connector (victims.py).
@@ -486,13 +496,33 @@ class Daemon:
             return
         before = state.oom_kills
         state.oom_kills = now
-        if before is not None and now > before:
+        if before is None or now <= before:
+            return
+        missed = now - before
+        if state.domain.is_root:
+            missed -= self._limit_kills(missed)
+        if missed > 0:
             log.warning("%s: the kernel's OOM killer killed %d process(es) before prioomd "
-                        "acted", state.domain.path, now - before)
-            record = audit.build_miss_record(state.domain.path, now - before,
+                        "acted", state.domain.path, missed)
+            record = audit.build_miss_record(state.domain.path, missed,
                                              dry_run=self.dry_run)
             self.sink.emit(record)
             self.metrics.record(record)
+
+    def _limit_kills(self, kills: int) -> int:
+        """Of ``kills`` new OOM kills on the host (/proc/vmstat), how many the kernel
+        logged as a cgroup at its own memory.max: not the root domain's misses (only
+        those positively identified; an unexplained kill still counts as a miss)."""
+        counts = self.oom_log.read() if self.oom_log is not None else None
+        if counts is None:
+            return 0
+        new = counts[1] - self._memcg_kills
+        self._memcg_kills = counts[1]
+        new = min(max(new, 0), kills)
+        if new:
+            log.info("the kernel's OOM killer killed %d process(es) at a cgroup's own "
+                     "memory.max (not an enabled domain: nothing for prioomd to prevent)", new)
+        return new
 
     # ------------------------------------------------------------ reload
     def _reguard(self) -> None:

@@ -38,6 +38,7 @@ class Sources:
 
     cgroup_root: str
     proc_root: str = "/proc"
+    kmsg_path: str = "/dev/kmsg"  # the kernel's log: which OOM kills were global
     self_pid: int = os.getpid()
     clock: Callable[[], float] = time.monotonic
 

@@ -49,11 +49,14 @@ def _tree(fake_root, pids, *, mem_available_kb, oom_kill=0):
     return root, proc, mapping
 
 
-def _run(root, proc, tmp_path, text="[root]\nuse_priority_oom = true\n", seconds=0.6):
+def _run(root, proc, tmp_path, text="[root]\nuse_priority_oom = true\n", seconds=0.6,
+         kmsg_path=None):
     conf = tmp_path / "prioomd.toml"
     conf.write_text(text + f'[audit]\nfile = "{tmp_path / "audit.jsonl"}"\njournal = false\n')
     cfg = config.load_config(str(conf))
-    src = snapshot.Sources(cgroup_root=root, proc_root=proc)
+    # the host's /dev/kmsg would bring its own OOM kills into the test: none by default
+    src = snapshot.Sources(cgroup_root=root, proc_root=proc,
+                           kmsg_path=kmsg_path or str(tmp_path / "no-kmsg"))
     d = daemon.Daemon(cfg, str(conf), src, dry_run=True, exit_after_s=seconds,
                       loop_factory=lambda: EventLoop(signals=False), protect=lambda: [])
     assert d.run() == 0
@@ -113,6 +116,36 @@ def test_kernel_kill_is_audited_as_a_miss(fake_root, tmp_path, sleepers, monkeyp
     misses = [r for r in records if r["kind"] == "miss"]
     assert len(misses) == 1 and misses[0]["kernel_oom_kills"] == 1
     assert misses[0]["domain"] == "/"
+
+
+@pytest.mark.parametrize(("kills", "memcg_lines", "missed"), [
+    (1, 1, None),  # a container at its own memory.max: not the root domain's miss
+    (2, 1, 1),     # one of each
+    (1, 0, 1),     # no line (lost, or not yet read): still a miss, never hidden
+    (1, 3, None),  # more lines than kills: the count never goes below zero
+])
+def test_a_kill_at_a_cgroups_own_limit_is_not_a_miss_of_the_root(fake_root, tmp_path, sleepers,
+                                                                 monkeypatch, kills,
+                                                                 memcg_lines, missed):
+    root, proc, _ = _tree(fake_root, sleepers, mem_available_kb=3 * GiB_KB)
+    log = tmp_path / "kmsg"
+    log.write_bytes(b"")
+    real = daemon.domains.root_oom_kills
+    calls = iter(range(100))
+
+    def vmstat(proc_root):
+        n = next(calls)
+        if n == 1:  # the kernel kills, and logs it, between two reads
+            with open(log, "ab") as f:
+                f.write(b"6,1,2,-;oom-kill:constraint=CONSTRAINT_MEMCG,oom_memcg=/A\n"
+                        * memcg_lines)
+        return real(proc_root) + (kills if n >= 1 else 0)
+
+    monkeypatch.setattr(daemon.domains, "root_oom_kills", vmstat)
+    _, records = _run(root, proc, tmp_path, kmsg_path=str(log))
+    assert next(calls) >= 2  # vmstat was read again after the kill
+    misses = [r["kernel_oom_kills"] for r in records if r["kind"] == "miss"]
+    assert misses == ([] if missed is None else [missed])
 
 
 @pytest.mark.parametrize("bad", [
