@@ -14,6 +14,7 @@
 #     -v /etc/prioomd:/etc/prioomd:ro -v /var/log/prioomd:/var/log/prioomd \
 #     --cap-drop=ALL --cap-add=KILL --cap-add=SYS_ADMIN --cap-add=SYS_RESOURCE \
 #     --cap-add=SYS_PTRACE --cap-add=DAC_READ_SEARCH --cap-add=IPC_LOCK \
+#     --cap-add=SYSLOG --device=/dev/kmsg:/dev/kmsg:r \
 #     --security-opt=apparmor=unconfined --security-opt=no-new-privileges \
 #     --read-only localhost/prioomd
 #
@@ -31,6 +32,9 @@
 #   CAP_SYS_PTRACE      process_mrelease() and /proc/PID/* of other users' processes.
 #   CAP_DAC_READ_SEARCH read /proc/PID files of processes that restrict them.
 #   CAP_IPC_LOCK        mlockall() beyond RLIMIT_MEMLOCK: the kill path is never paged out.
+#   CAP_SYSLOG and      read the kernel's oom-kill lines: a kill at a container's own
+#   /dev/kmsg (read)    memory.max is not a miss of the root domain. Without them every
+#                       kernel OOM kill of the host counts as one (said at start).
 #   --privileged is the blunt alternative to this list.
 #
 # hadolint: lint with `hadolint Dockerfile` (tests/image/check.sh does).
