@@ -95,6 +95,12 @@ class INotify:
             os.close(self._fd)
             self._fd = -1
 
+    def __del__(self) -> None:
+        # Instances are few (fs.inotify.max_user_instances, 128 by default, for every
+        # program of the user): one dropped without close() must not hold its own.
+        if getattr(self, "_fd", -1) >= 0:
+            self.close()
+
     def add_watch(self, path: str, mask: int) -> int:
         """The watch descriptor; OSError (ENOENT, ENOSPC, ...) on failure."""
         return _check(libc.inotify_add_watch(self._fd, os.fsencode(path), ctypes.c_uint32(mask)))
