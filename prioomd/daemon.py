@@ -31,9 +31,9 @@ from prioomd import (
     hooks,
     idle,
     kill,
-    kmsg,
     lazywalk,
     metrics,
+    misses,
     procfs,
     select,
     selfprotect,
@@ -67,10 +67,8 @@ MOVED_REDECISIONS = 3
 class _DomainState:
     domain: domains.Domain
     prev: detect.Sample | None = None
-    oom_kills: int | None = None  # the kernel's own oom_kill counter, for misses
     cooldown_until: float = 0.0  # dry-run: no real victim exits to wait for
     quiet_until: float = 0.0
-    vmstat_due: float = 0.0  # the root: when to read the kernel's oom_kill counter again
 
 
 class Daemon:
@@ -115,8 +113,7 @@ class Daemon:
         self.idle = idle.IdleWait(os.path.join(sources.proc_root, "meminfo"),
                                   cfg.detect.root_thresholds())
         self.loop: EventLoop | None = None
-        self.oom_log: kmsg.OomKills | None = None  # opened by run()
-        self._memcg_kills = 0  # of those the kernel logged, at a cgroup's own limit
+        self.misses = misses.Misses(sources.proc_root, sources.kmsg_path, HOUSEKEEPING_S)
         self.metrics: metrics.Metrics | metrics.NullMetrics = metrics.NULL
 
     # ------------------------------------------------------------ set-up
@@ -178,7 +175,7 @@ class Daemon:
                 loop.remove(f"psi:{path}")
                 continue
             state = _DomainState(dom)
-            state.oom_kills = domains.oom_kills(dom, self.sources.proc_root)
+            self.misses.arm(dom)
             self.states[path] = state
             log.info("watching domain %s (%s)", path, "global memory" if dom.is_root else
                      f"memory.max {dom.memory_max_bytes} bytes")
@@ -188,6 +185,7 @@ class Daemon:
         loop.remove(f"events:{path}")
         self.guard.release(path)
         self.gate.forget(path)
+        self.misses.disarm(path)
         self.states.pop(path, None)
         log.info("no longer watching domain %s", path)
 
@@ -223,17 +221,16 @@ class Daemon:
                 self.sink.close()
                 self.metrics.close()
                 self.discovery.close()
-                if self.oom_log is not None:
-                    self.oom_log.close()
+                self.misses.close()
         return 0
 
     def _start(self, loop: EventLoop) -> None:
         self._watch_config(loop)
-        self.oom_log = kmsg.OomKills(self.sources.kmsg_path)
-        if self.oom_log.unavailable:
+        unavailable = self.misses.open()
+        if unavailable:
             log.info("%s: a global OOM kill cannot be told from one at a cgroup's own "
                      "limit; every kernel OOM kill counts as a miss of the root domain",
-                     self.oom_log.unavailable)
+                     unavailable)
         self.metrics = metrics.start(self.cfg.metrics, dry_run=self.dry_run,
                                      walk=select.DEFAULT_BACKEND)
         # Victims' exits come from their pidfds, not the connector (victims.py).
@@ -487,20 +484,7 @@ class Daemon:
 
     def _note_misses(self, state: _DomainState, cur: detect.Sample) -> None:
         """The kernel killed in an enabled domain without us: audit it as a miss."""
-        if state.domain.is_root:  # /proc/vmstat is large: at most once per HOUSEKEEPING_S
-            if cur.taken_at < state.vmstat_due:
-                return
-            state.vmstat_due = cur.taken_at + HOUSEKEEPING_S
-        now = domains.oom_kills(state.domain, self.sources.proc_root, cur)
-        if now is None:
-            return
-        before = state.oom_kills
-        state.oom_kills = now
-        if before is None or now <= before:
-            return
-        missed = now - before
-        if state.domain.is_root:
-            missed -= self._limit_kills(missed)
+        missed = self.misses.missed(state.domain, cur)
         if missed > 0:
             log.warning("%s: the kernel's OOM killer killed %d process(es) before prioomd "
                         "acted", state.domain.path, missed)
@@ -508,21 +492,6 @@ class Daemon:
                                              dry_run=self.dry_run)
             self.sink.emit(record)
             self.metrics.record(record)
-
-    def _limit_kills(self, kills: int) -> int:
-        """Of ``kills`` new OOM kills on the host (/proc/vmstat), how many the kernel
-        logged as a cgroup at its own memory.max: not the root domain's misses (only
-        those positively identified; an unexplained kill still counts as a miss)."""
-        counts = self.oom_log.read() if self.oom_log is not None else None
-        if counts is None:
-            return 0
-        new = counts[1] - self._memcg_kills
-        self._memcg_kills = counts[1]
-        new = min(max(new, 0), kills)
-        if new:
-            log.info("the kernel's OOM killer killed %d process(es) at a cgroup's own "
-                     "memory.max (not an enabled domain: nothing for prioomd to prevent)", new)
-        return new
 
     # ------------------------------------------------------------ reload
     def _reguard(self) -> None:
