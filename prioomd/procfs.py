@@ -15,6 +15,7 @@ import os
 import re
 from dataclasses import dataclass
 
+from prioomd.cgparse import parse_flat_keyed
 from prioomd.errors import Vanished, is_gone
 from prioomd.model import TaskState
 
@@ -155,16 +156,9 @@ def parse_meminfo(text: str) -> dict[str, int]:
 
 
 def parse_vmstat(text: str) -> dict[str, int]:
-    """/proc/vmstat: ``"key value"`` per line (``oom_kill``, ``pgscan_direct`` ...)."""
-    out: dict[str, int] = {}
-    for line in text.split("\n"):
-        words = line.split()
-        if not words:
-            continue
-        if len(words) != 2:
-            raise ValueError(f"vmstat: expected 'key value', got {line!r}")
-        out[words[0]] = _to_int(words[1], f"vmstat {words[0]}")
-    return out
+    """/proc/vmstat: ``"key value"`` per line (``oom_kill``, ``pgscan_direct`` ...), the
+    flat keyed format of the cgroup files."""
+    return parse_flat_keyed(text)
 
 
 _V2_LINE = "0::"  # the default hierarchy: id 0, no controllers
