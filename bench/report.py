@@ -15,8 +15,11 @@ from typing import Any
 SCENARIO_TEXT = {
     "priority": "global, no swap: /high (priority 10) holds 45 % of RAM, /low (2) 10 %, "
                 "/mid (6) leaks 30 MiB/s; the right order is low, mid; high survives",
-    "limit": "a limit domain (memory.max 300M, use_priority_oom): dom/hi (9) grows, "
-             "dom/lo (3) holds 40M; lo must die, hi survive",
+    "limit": "a limit domain (memory.max 300M, use_priority_oom): dom/hi (9) grows "
+             "10 MiB/s from 60M, dom/lo (3) holds 40M; lo must die, hi survive. The host "
+             "has memory to spare here: its MemAvailable says nothing of the domain's "
+             "headroom, and a first death later than the kernel's is prioomd's guard "
+             "(memory.high) holding the domain back while it chooses",
     "zram": "priority, with zram swap of half the RAM and incompressible data",
     "forkstorm": "priority, and /low also forks as fast as it can",
 }
