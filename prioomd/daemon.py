@@ -348,7 +348,11 @@ class Daemon:
                 log.warning("%s: cannot sample: %s", dom.path, exc)
             return
         self._note_misses(state, cur)
-        verdict = self.gate.check(dom.path, cur)
+        # under the root's hard floor no average lags: once the victims are gone, the
+        # next kill may not wait for the post-action delay (a leak outrunning the kill)
+        floor = (isinstance(cur, detect.RootSample)
+                 and detect.assess_root(None, cur, self.cfg.detect.root_thresholds()) is not None)
+        verdict = self.gate.check(dom.path, cur, emergency=floor)
         if not verdict.open:
             log.debug("%s: %s", dom.path, verdict.reason)
             return

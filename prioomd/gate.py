@@ -10,7 +10,11 @@ and then one of:
 * pressure stopped rising: the stall total grew by less than
   ``rising_min_pct`` of the wall time since the victims exited, measured over
   at least ``settle_s``;
-* ``delay_s`` passed since the kill.
+* ``delay_s`` passed since the kill;
+* the shortage is one no average lags behind (``emergency``: MemAvailable under the
+  hard floor again, as a leak faster than the kill freed memory makes it): the next
+  victim is needed now, and waiting for the delay hands it to the kernel's OOM
+  killer, which takes the biggest.
 
 A victim that has not exited after ``stuck_victim_s`` opens the gate too: it is
 stuck in the kernel (D state), and waiting longer only hands the choice to the
@@ -105,8 +109,10 @@ class PostActionGate:
         """The domain went away (or its config changed): drop its state."""
         self._pending.pop(domain, None)
 
-    def check(self, domain: str, cur: Sample) -> GateVerdict:
-        """May ``domain`` be assessed for a new kill, given the fresh sample ``cur``?"""
+    def check(self, domain: str, cur: Sample, emergency: bool = False) -> GateVerdict:
+        """May ``domain`` be assessed for a new kill, given the fresh sample ``cur``?
+        ``emergency``: ``cur`` is short of memory by a measure that does not lag (the
+        root's hard floor); it opens the gate as soon as every victim has exited."""
         pend = self._pending.get(domain)
         if pend is None:
             return GateVerdict(True, "no kill pending")
@@ -121,6 +127,9 @@ class PostActionGate:
             pend.at_exit = cur
         if since_kill >= self.delay_s:
             return self._open(domain, cur, f"post-action delay {self.delay_s:g} s passed")
+        if emergency:
+            return self._open(domain, cur, "the victims exited, and the shortage is back "
+                              f"{since_kill:.2f} s after the kill")
         freed = free_bytes(cur) - free_bytes(pend.at_kill)
         need = self.freed_min_bytes
         if pend.expected_bytes > 0:

@@ -102,7 +102,8 @@ class DetectConfig:
         "demands it (no CAP_SYS_RESOURCE).", WINDOW)
     post_action_delay_s: float = option(
         gate.DEFAULT_DELAY_S, "After a kill, at most this long before the domain may be "
-        "judged again (sooner once memory is freed or pressure stops rising).", DELAY)
+        "judged again (sooner once memory is freed or pressure stops rising, or, with "
+        "the victims gone, the root is under its floor again).", DELAY)
 
     RELATIONS = (
         Relation("mem_available_floor_pct", "mem_available_pct",

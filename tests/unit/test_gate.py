@@ -74,6 +74,21 @@ def test_still_rising_waits_for_delay() -> None:
     assert verdict.open and "delay" in verdict.reason
 
 
+def test_back_under_the_floor_opens_once_the_victims_are_gone() -> None:
+    """A leak faster than the kill freed memory (bench: 200 MiB/s, the first victim's
+    107 MiB eaten before the next sample): at the hard floor again nothing lags, and
+    waiting for the delay would hand the next kill to the kernel (which took /high in
+    2 of 3 runs). Not while a victim is still exiting: its memory is on the way."""
+    floor = int(TOTAL * 0.04)
+    gate, _ = killed_gate()
+    assert not gate.check("/", root(floor, 10_000_000, 100.2), emergency=True).open
+    gate.note_exit(4242)
+    assert not gate.check("/", root(floor, 12_000_000, 100.4)).open  # not an emergency
+    verdict = gate.check("/", root(floor, 12_100_000, 100.5), emergency=True)
+    assert verdict.open and "shortage is back" in verdict.reason
+    assert not gate.waiting("/")
+
+
 def test_expected_bytes_lowers_the_freed_bar() -> None:
     gate = PostActionGate()
     gate.record_kill("/", [1], root(SHORT, 0, 1.0), expected_bytes=10 * MiB)
