@@ -108,8 +108,7 @@ class Daemon:
         self._status_sent = ("", 0.0)  # last STATUS= text, when
         self.discovery = discovery.Discovery(
             self.table, sources.cgroup_root, clock=sources.clock,
-            max_watches=cfg.daemon.max_watches
-            or discovery.default_max_watches(sources.proc_root))
+            max_watches=self._max_watches(cfg))
         self.idle = idle.IdleWait(os.path.join(sources.proc_root, "meminfo"),
                                   cfg.detect.root_thresholds())
         self.loop: EventLoop | None = None
@@ -117,6 +116,9 @@ class Daemon:
         self.metrics: metrics.Metrics | metrics.NullMetrics = metrics.NULL
 
     # ------------------------------------------------------------ set-up
+    def _max_watches(self, cfg: config.Config) -> int:
+        return cfg.daemon.max_watches or discovery.default_max_watches(self.sources.proc_root)
+
     def _above_floor(self, what: str = "SIGTERM grace") -> bool:
         """MemAvailable above the floor: time for a SIGTERM grace or a pre-kill hook."""
         try:
@@ -350,7 +352,7 @@ class Daemon:
         self._note_misses(state, cur)
         # under the root's hard floor no average lags: once the victims are gone, the
         # next kill may not wait for the post-action delay (a leak outrunning the kill)
-        floor = (isinstance(cur, detect.RootSample)
+        floor = (isinstance(cur, detect.RootSample) and self.gate.waiting(dom.path)
                  and detect.assess_root(None, cur, self.cfg.detect.root_thresholds()) is not None)
         verdict = self.gate.check(dom.path, cur, emergency=floor)
         if not verdict.open:
@@ -540,8 +542,7 @@ class Daemon:
         if (cfg.guard.enabled, self.guard.thresholds) != old_guard:
             self._reguard()
         self.idle.set_thresholds(cfg.detect.root_thresholds())
-        self.discovery.max_watches = (cfg.daemon.max_watches
-                                      or discovery.default_max_watches(self.sources.proc_root))
+        self.discovery.max_watches = self._max_watches(cfg)
         self.discovery.retable(self.table)  # examined over the next wake-ups, bounded
         self._arm(loop)
         self.metrics.reloaded(True)
